@@ -1,0 +1,161 @@
+"""Settings: defaults < .env < MER_* environment < command-line flags.
+
+This is the only module that reads the environment or the .env file. Everything else
+receives a Settings value. Secrets (a password inside a database URL) are never logged:
+use ``Settings.safe_database_url`` when printing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from mer.errors import ConfigError
+
+__all__ = ["ENV_KEYS", "Settings", "load_settings", "default_data_dir"]
+
+# Every key mer reads, with its meaning; .env.example is written from the same list.
+ENV_KEYS: dict[str, str] = {
+    "MER_DATABASE_URL": "SQLAlchemy URL of the MER database "
+    "(postgresql+asyncpg://user@host/db or sqlite+aiosqlite:///path); "
+    "default: SQLite in MER_DATA_DIR",
+    "MER_DATA_DIR": "where the embedded SQLite database and worker state live "
+    "(default: the user's data directory, e.g. ~/.local/share/mer)",
+    "MER_CATALOG": "TOML model catalog that `mer-migrate up` loads",
+    "MER_KNOWN_HOSTS": "known_hosts file checked for SSH servers (default ~/.ssh/known_hosts)",
+    "MER_LOG_LEVEL": "logging level: DEBUG, INFO, WARNING (default) or ERROR",
+    "MER_LOG_FILE": "file that receives mer's log, tracebacks included (default: none)",
+    "MER_ALLOW_EDIT": "1 to unlock live edits, like --allow-edit (default 0)",
+    "MER_OUTPUT_CAP": "bytes of each run's stdout/stderr kept in the access log (default 1 MiB)",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def default_data_dir() -> Path:
+    import platformdirs  # small, but only needed when no directory is configured
+
+    return Path(platformdirs.user_data_dir("mer", appauthor=False))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str | None = None  # None: embedded SQLite in data_dir
+    data_dir: Path | None = None
+    catalog: Path | None = None
+    known_hosts: Path | None = None
+    log_level: str = "WARNING"
+    log_file: Path | None = None
+    allow_edit: bool = False
+    output_cap: int = 1 << 20
+    json: bool = False
+    debug: bool = False
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir if self.data_dir is not None else default_data_dir()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.resolved_data_dir / 'mer.db'}"
+
+    @property
+    def is_embedded(self) -> bool:
+        return not self.database_url
+
+    @property
+    def resolved_known_hosts(self) -> Path:
+        if self.known_hosts is not None:
+            return self.known_hosts
+        return Path.home() / ".ssh" / "known_hosts"
+
+    @property
+    def safe_database_url(self) -> str:
+        """The database URL with any password masked, for messages and logs."""
+        return mask_password(self.resolved_database_url)
+
+
+def mask_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ConfigError(f"{key}={value!r} is not a boolean; use 1 or 0")
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: Path | None = None,
+) -> Settings:
+    """Build Settings from defaults, then .env, then MER_* variables, then ``flags``.
+
+    ``flags`` holds only the options the user actually gave (None values are ignored).
+    Raises ConfigError for a value that cannot be parsed.
+    """
+    environ = os.environ if environ is None else environ
+    if dotenv_path is None:
+        dotenv_path = Path(environ.get("MER_ENV_FILE", ".env"))
+    merged: dict[str, str] = {**_read_dotenv(dotenv_path)}
+    merged.update({k: v for k, v in environ.items() if k.startswith("MER_")})
+
+    values: dict[str, Any] = {}
+    if merged.get("MER_DATABASE_URL"):
+        values["database_url"] = merged["MER_DATABASE_URL"]
+    for key, name in (
+        ("MER_DATA_DIR", "data_dir"),
+        ("MER_CATALOG", "catalog"),
+        ("MER_KNOWN_HOSTS", "known_hosts"),
+        ("MER_LOG_FILE", "log_file"),
+    ):
+        if merged.get(key):
+            values[name] = Path(merged[key]).expanduser()
+    if merged.get("MER_LOG_LEVEL"):
+        level = merged["MER_LOG_LEVEL"].upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ConfigError(f"MER_LOG_LEVEL={level!r} is not a log level; use DEBUG..ERROR")
+        values["log_level"] = level
+    if "MER_ALLOW_EDIT" in merged:
+        values["allow_edit"] = _parse_bool("MER_ALLOW_EDIT", merged["MER_ALLOW_EDIT"])
+    if merged.get("MER_OUTPUT_CAP"):
+        try:
+            values["output_cap"] = int(merged["MER_OUTPUT_CAP"])
+        except ValueError:
+            raise ConfigError(
+                f"MER_OUTPUT_CAP={merged['MER_OUTPUT_CAP']!r} is not a number of bytes"
+            ) from None
+
+    known = {f.name for f in fields(Settings)}
+    for name, value in (flags or {}).items():
+        if value is None:
+            continue
+        if name not in known:
+            raise ConfigError(f"unknown setting {name!r}")
+        if name in {"data_dir", "catalog", "known_hosts", "log_file"}:
+            value = Path(value).expanduser()
+        values[name] = value
+    return replace(Settings(), **values)

@@ -1,0 +1,137 @@
+"""Repository and unit-of-work interfaces of the DAL, in terms of mer.domain only.
+
+The services depend on these Protocols, never on SQLAlchemy: the SQL implementation
+lives in mer/db/repository.py, an in-memory fake in tests/fakes.py, and a non-SQL
+backend (the original MER used SurrealDB) could fit behind the same methods.
+
+Errors: lookups of a missing row return None (``get_*``) or raise a NotFound subclass
+(methods that need the row); a unique name taken raises AlreadyExists; an update whose
+``row_version`` no longer matches raises ConflictError; any backend failure raises
+StorageError. Nothing is visible to other sessions until ``UnitOfWork.commit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol, Self
+from uuid import UUID
+
+from mer.domain import (
+    AuditEntry,
+    ModelConfig,
+    ModelParameters,
+    RunRecord,
+    RunStatus,
+    Server,
+    WeightRevision,
+)
+
+__all__ = [
+    "AuditRepository",
+    "ModelRepository",
+    "ParameterRepository",
+    "RunRepository",
+    "ServerRepository",
+    "UnitOfWork",
+    "UnitOfWorkFactory",
+    "WeightRepository",
+]
+
+
+class ServerRepository(Protocol):
+    async def list(self) -> list[Server]: ...
+    async def get(self, name: str) -> Server | None: ...
+    async def add(self, server: Server) -> Server: ...
+    async def update(self, server: Server) -> Server:
+        """Write every field; ``server.row_version`` must be the version read. Returns the
+        stored server with its new row_version."""
+        ...
+    async def remove(self, name: str) -> None: ...
+
+
+class ModelRepository(Protocol):
+    async def list(self, server: str | None = None) -> list[ModelConfig]: ...
+    async def get(self, name: str, version: str | None = None) -> ModelConfig | None:
+        """``version=None`` picks the highest version of that name (natural sort)."""
+        ...
+    async def get_by_id(self, model_id: UUID) -> ModelConfig | None: ...
+    async def add(self, model: ModelConfig) -> ModelConfig: ...
+    async def update(self, model: ModelConfig) -> ModelConfig:
+        """Write every field; ``model.row_version`` must be the version read."""
+        ...
+    async def remove(self, model_id: UUID) -> None:
+        """Removes the model with its parameters and weights; runs and audit rows stay."""
+        ...
+
+
+class ParameterRepository(Protocol):
+    async def get(self, model_id: UUID) -> ModelParameters:
+        """An empty document (row_version 0) when the model has none yet."""
+        ...
+    async def set(self, params: ModelParameters) -> ModelParameters:
+        """Replace the document; ``params.row_version`` must be the version read (0 for a
+        model that had none)."""
+        ...
+
+
+class WeightRepository(Protocol):
+    async def append(
+        self, model_id: UUID, name: str, values: Sequence[float], author: str, note: str = ""
+    ) -> WeightRevision:
+        """Store a new immutable revision (previous + 1). Raises UsageError for values
+        that are not finite numbers."""
+        ...
+    async def latest(self, model_id: UUID) -> list[WeightRevision]:
+        """The newest revision of every vector of the model, values included."""
+        ...
+    async def get(self, model_id: UUID, name: str, revision: int | None = None) -> WeightRevision | None: ...
+    async def history(self, model_id: UUID, name: str) -> list[WeightRevision]:
+        """Every revision, oldest first, WITHOUT values (an empty array): cheap to list."""
+        ...
+    async def names(self, model_id: UUID) -> list[str]: ...
+
+
+class RunRepository(Protocol):
+    async def start(self, record: RunRecord) -> None: ...
+    async def finish(self, record: RunRecord) -> None:
+        """Complete the row written by start (status, exit code, end, bytes, output)."""
+        ...
+    async def get(self, run_id: UUID | str) -> RunRecord | None:
+        """Accepts a full id or a unique prefix of at least 4 hex characters."""
+        ...
+    async def query(
+        self,
+        model: str | None = None,
+        status: RunStatus | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Newest first."""
+        ...
+
+
+class AuditRepository(Protocol):
+    async def append(self, entry: AuditEntry) -> None: ...
+    async def query(self, target: str | None = None, limit: int = 50) -> list[AuditEntry]: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: ``async with uow: ...; await uow.commit()``.
+    Leaving the block without commit rolls back."""
+
+    servers: ServerRepository
+    models: ModelRepository
+    parameters: ParameterRepository
+    weights: WeightRepository
+    runs: RunRepository
+    audit: AuditRepository
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(self, *exc: Any) -> None: ...
+    async def commit(self) -> None: ...
+    async def rollback(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...

@@ -1,0 +1,277 @@
+"""Plain dataclasses shared by every layer of mer.
+
+No I/O and no third-party imports: the shell, the services, the DAL (mer/db) and the
+executors (mer/execution) all speak in these types, so that a second storage backend or
+another executor kind fits behind the same interfaces.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+from array import array
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+__all__ = [
+    "AuditEntry",
+    "FRAMINGS",
+    "MODES",
+    "ModelConfig",
+    "ModelParameters",
+    "RunKind",
+    "RunRecord",
+    "RunRequest",
+    "RunResult",
+    "RunStatus",
+    "Server",
+    "ServerCheck",
+    "WeightRevision",
+    "WorkerInfo",
+    "parse_model_ref",
+    "utcnow",
+    "vector_sha256",
+    "to_vector",
+]
+
+MODES = ("oneshot", "worker")
+FRAMINGS = ("jsonl", "mer")
+
+
+def utcnow() -> datetime:
+    """Timezone-aware UTC now; every timestamp in mer is aware and in UTC."""
+    return datetime.now(UTC)
+
+
+def parse_model_ref(ref: str) -> tuple[str, str | None]:
+    """Split ``name@version`` into (name, version); version is None when absent."""
+    name, sep, version = ref.partition("@")
+    return name, (version if sep and version else None)
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+
+class RunKind(enum.StrEnum):
+    RUN = "run"
+    TRAIN = "train"
+
+
+@dataclass(slots=True)
+class Server:
+    """Where models run. ``kind`` picks the executor (local, ssh or a plugin's kind)."""
+
+    name: str
+    kind: str = "local"
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    # A path to a private key file, never the key itself; None means agent/default keys.
+    identity_file: str | None = None
+    # A known_hosts file for this server; None means the settings' default.
+    known_hosts: str | None = None
+    max_runs: int = 4
+    enabled: bool = True
+    id: UUID = field(default_factory=uuid4)
+    row_version: int = 1
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class ModelConfig:
+    """The fixed ("schemafull") part of a model: how and where to run it."""
+
+    name: str
+    server: str  # the Server's name
+    command: list[str]  # argv, never given to a shell
+    version: str = "1"
+    train_command: list[str] | None = None
+    mode: str = "oneshot"  # one of MODES
+    framing: str = "jsonl"  # one of FRAMINGS (worker mode only)
+    workdir: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None  # seconds; None means no limit
+    description: str = ""
+    enabled: bool = True
+    id: UUID = field(default_factory=uuid4)
+    # Optimistic locking: an update carries the row_version it read and fails on mismatch.
+    row_version: int = 1
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(slots=True)
+class ModelParameters:
+    """The variable ("schemaless") part of a model: one JSON document per model."""
+
+    model_id: UUID
+    values: dict[str, Any] = field(default_factory=dict)
+    row_version: int = 1
+    updated_at: datetime | None = None
+
+
+def to_vector(values: Iterable[float] | array) -> array:
+    """Coerce values to a float64 array; raises ValueError on NaN/inf or non-numbers."""
+    if isinstance(values, array) and values.typecode == "d":
+        vec = values
+    else:
+        vec = array("d")
+        for i, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"element {i} is {type(v).__name__} {v!r}, not a number")
+            vec.append(float(v))
+    # NOTE: a plain sum is one C-level pass and is finite iff every element is (barring
+    # overflow), so the common all-finite case never runs the Python-level scan.
+    if not math.isfinite(sum(vec)):
+        for i, x in enumerate(vec):
+            if not math.isfinite(x):
+                raise ValueError(f"element {i} is {x!r}; weights must be finite numbers")
+    return vec
+
+
+def vector_sha256(values: array) -> str:
+    """sha256 of the vector's little-endian float64 bytes (the stored form)."""
+    return hashlib.sha256(values.tobytes()).hexdigest()
+
+
+@dataclass(slots=True)
+class WeightRevision:
+    """One immutable revision of a named float vector of a model."""
+
+    model_id: UUID
+    name: str
+    revision: int
+    values: array  # array('d'), float64
+    sha256: str
+    author: str
+    note: str = ""
+    id: UUID = field(default_factory=uuid4)
+    created_at: datetime | None = None
+
+    @property
+    def length(self) -> int:
+        return len(self.values)
+
+
+@dataclass(slots=True)
+class RunRequest:
+    """What an executor needs to run a model once; built by the services."""
+
+    model: str
+    version: str
+    command: list[str]  # argv, quoted for the remote shell by the ssh executor
+    payload: dict[str, Any]  # the JSON request: model, version, parameters, weights, input
+    mode: str = "oneshot"
+    framing: str = "jsonl"
+    workdir: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    run_id: UUID = field(default_factory=uuid4)
+
+    @property
+    def worker_key(self) -> tuple[str, str, tuple[str, ...]]:
+        """Workers are shared by model, version and the exact command line."""
+        return (self.model, self.version, tuple(self.command))
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How a run ended, as seen by the executor."""
+
+    status: RunStatus
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    stdout: str = ""  # kept output, capped (head and tail with a truncation note)
+    stderr: str = ""
+    result: Any = None  # the model's parsed JSON result, if it printed one
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is RunStatus.SUCCEEDED
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One row of the access log: written when a run starts, completed when it ends."""
+
+    model: str
+    version: str
+    server: str
+    os_user: str
+    kind: RunKind = RunKind.RUN
+    model_id: UUID | None = None
+    weight_revisions: dict[str, int] = field(default_factory=dict)
+    status: RunStatus = RunStatus.RUNNING
+    exit_code: int | None = None
+    started_at: datetime = field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    result: Any = None
+    error: str | None = None
+    id: UUID = field(default_factory=uuid4)
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds() * 1000.0
+
+
+@dataclass(slots=True)
+class AuditEntry:
+    """One live edit: who changed what, and the before/after (JSON-able) images."""
+
+    actor: str
+    action: str  # e.g. "model.update", "weights.set", "server.add"
+    target: str  # e.g. "model echo@1", "weights echo@1/w", "server gpu1"
+    before: Any = None
+    after: Any = None
+    id: UUID = field(default_factory=uuid4)
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(slots=True)
+class ServerCheck:
+    """Result of Executor.check: is the server reachable, and how fast."""
+
+    server: str
+    reachable: bool
+    latency_ms: float | None = None
+    host_key_known: bool | None = None  # None when not applicable (local)
+    fingerprint: str | None = None
+    message: str = ""
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    """A live worker process kept by an executor."""
+
+    server: str
+    model: str
+    version: str
+    pid: int | None
+    started_at: datetime
+    requests: int = 0
+

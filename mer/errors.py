@@ -1,0 +1,122 @@
+"""The one error tree of mer. Every error a user can cause or meet is a MerError whose
+message is written for that user and whose ``exit_code`` a script sees.
+
+    MerError (exit 1)
+    ├── UsageError (exit 2)            bad flags, bad arguments, bad values
+    │   └── ConfigError (exit 2)       bad settings, .env, database URL, catalog file
+    ├── NotFound                       (ModelNotFound, ServerNotFound, RunNotFound,
+    │                                   WeightNotFound)
+    ├── AlreadyExists                  a unique name is taken
+    ├── EditNotAllowed                 an edit without --allow-edit
+    ├── ConflictError                  the row changed since it was read (optimistic lock)
+    ├── StorageError                   the database failed or cannot be reached
+    └── ExecutionError                 running a model failed before it could report
+        ├── ExecutorNotFound           no executor for a server kind
+        ├── ConnectError               the server cannot be reached
+        │   └── HostKeyError           unknown or changed SSH host key
+        └── WorkerError                a worker did not start or broke its protocol
+
+Lower layers translate library exceptions at their edge (``raise X(...) from exc``), so
+the shell only ever catches MerError. A model that runs and fails is not an exception:
+it is a RunResult with a status.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExists",
+    "ConfigError",
+    "ConflictError",
+    "ConnectError",
+    "EditNotAllowed",
+    "ExecutionError",
+    "ExecutorNotFound",
+    "HostKeyError",
+    "MerError",
+    "ModelNotFound",
+    "NotFound",
+    "RunNotFound",
+    "ServerNotFound",
+    "StorageError",
+    "UsageError",
+    "WeightNotFound",
+    "WorkerError",
+]
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class MerError(Exception):
+    """Base of every error mer reports to a user; ``str(err)`` is the one-line message."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(MerError):
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    pass
+
+
+class NotFound(MerError):
+    pass
+
+
+class ModelNotFound(NotFound):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"model '{ref}' not found; see `models`")
+
+
+class ServerNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"server '{name}' not found; see `servers`")
+
+
+class RunNotFound(NotFound):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run '{run_id}' not found; see `runs`")
+
+
+class WeightNotFound(NotFound):
+    pass
+
+
+class AlreadyExists(MerError):
+    pass
+
+
+class EditNotAllowed(MerError):
+    def __init__(self, message: str = "editing is disabled: start mer with --allow-edit") -> None:
+        super().__init__(message)
+
+
+class ConflictError(MerError):
+    pass
+
+
+class StorageError(MerError):
+    pass
+
+
+class ExecutionError(MerError):
+    pass
+
+
+class ExecutorNotFound(ExecutionError):
+    pass
+
+
+class ConnectError(ExecutionError):
+    pass
+
+
+class HostKeyError(ConnectError):
+    pass
+
+
+class WorkerError(ExecutionError):
+    pass

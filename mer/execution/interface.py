@@ -1,0 +1,70 @@
+"""The executor interface of the MEAL (model execution layer), in terms of mer.domain.
+
+Services hand an Executor a RunRequest and a Server and get back a RunResult; they never
+see subprocesses or paramiko. This module imports nothing heavy, so the services and the
+shell can use the types without loading paramiko.
+
+Contract:
+- ``run`` never raises for a model that ran and failed: the RunResult's status says how
+  it ended (succeeded, failed, timeout, cancelled, lost). It raises ExecutionError
+  subclasses only when the model could not be started at all (ConnectError, HostKeyError,
+  WorkerError). If the awaiting task is cancelled, the model process (local or remote)
+  is killed before CancelledError propagates.
+- ``sinks`` receive output as it arrives, on the event loop's thread, in chunks of bytes.
+- In ``worker`` mode the executor keeps the process alive across runs, keyed by
+  (server name, RunRequest.worker_key); ``stop_worker`` ends it, ``close`` ends them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from mer.domain import RunRequest, RunResult, Server, ServerCheck, WorkerInfo
+
+__all__ = ["Executor", "ExecutorFactory", "Sinks"]
+
+Chunk = Callable[[bytes], None]
+
+
+def _discard(_: bytes) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Sinks:
+    """Where live output goes while a run is under way."""
+
+    stdout: Chunk = _discard
+    stderr: Chunk = _discard
+
+
+class Executor(Protocol):
+    kind: str
+
+    async def run(self, request: RunRequest, server: Server, sinks: Sinks | None = None) -> RunResult: ...
+
+    async def check(self, server: Server) -> ServerCheck:
+        """Reachability, latency and (ssh) whether the host key is known. Never raises
+        for an unreachable server: the ServerCheck says so."""
+        ...
+
+    async def trust(self, server: Server) -> str:
+        """Fetch the server's host key and add it to the known_hosts file; returns its
+        fingerprint. Executors without host keys raise ExecutionError."""
+        ...
+
+    async def stop_worker(self, server: Server, model: str, version: str | None = None) -> int:
+        """End the model's worker(s) on that server; returns how many were stopped."""
+        ...
+
+    def workers(self) -> list[WorkerInfo]: ...
+
+    async def close(self) -> None:
+        """Stop every worker and close pooled connections."""
+        ...
+
+
+class ExecutorFactory(Protocol):
+    def __call__(self, *, known_hosts: str | None = None, output_cap: int = 1 << 20) -> Executor: ...
