@@ -1,4 +1,4 @@
-"""Process entry points `mer` and `mer-migrate` (placeholder until the shell lands)."""
+"""Process entry points `mer` (placeholder until the shell lands; `mer-migrate` is mer/cli_migrate.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,4 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     print("mer: the shell is not built yet", file=sys.stderr)
-    return 1
-
-
-def migrate_main(argv: list[str] | None = None) -> int:
-    print("mer-migrate: not built yet", file=sys.stderr)
     return 1

@@ -1,0 +1,1 @@
+"""Fixtures for the real PostgreSQL server (filled in by the database work)."""
