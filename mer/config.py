@@ -30,6 +30,7 @@ ENV_KEYS: dict[str, str] = {
     "MER_LOG_FILE": "file that receives mer's log, tracebacks included (default: none)",
     "MER_ALLOW_EDIT": "1 to unlock live edits, like --allow-edit (default 0)",
     "MER_OUTPUT_CAP": "bytes of each run's stdout/stderr kept in the access log (default 1 MiB)",
+    "MER_ENV_FILE": "the .env file to read (default ./.env); set it in the environment",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
