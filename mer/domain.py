@@ -162,10 +162,12 @@ class WeightRevision:
     note: str = ""
     id: UUID = field(default_factory=uuid4)
     created_at: datetime | None = None
+    # Kept apart from values so a history listing can carry lengths without the values.
+    length: int = -1
 
-    @property
-    def length(self) -> int:
-        return len(self.values)
+    def __post_init__(self) -> None:
+        if self.length < 0:
+            self.length = len(self.values)
 
 
 @dataclass(slots=True)

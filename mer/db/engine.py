@@ -1,0 +1,94 @@
+"""Engine and session factory for the MER database, and the translation of database
+errors into MerErrors at this layer's edge.
+
+SQLite (aiosqlite) gets foreign keys, WAL, synchronous=NORMAL and a busy timeout on
+every connection; PostgreSQL uses asyncpg. The engine belongs to the event loop it is
+first used on: create it once per process, on the loop that will use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import event, exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from mer.config import mask_password
+from mer.errors import ConfigError, ConflictError, StorageError
+
+__all__ = ["create_engine", "make_session_factory", "map_errors", "is_sqlite"]
+
+SUPPORTED = ("postgresql+asyncpg://user@host:5432/db", "sqlite+aiosqlite:///path/to/mer.db")
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+    """Build the async engine for ``url``. Raises ConfigError for a URL mer cannot use."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError as err:
+        raise ConfigError(
+            f"database URL {mask_password(url)!r} is not a URL; use {' or '.join(SUPPORTED)}"
+        ) from err
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if (backend, driver) == ("postgresql", "asyncpg"):
+        return create_async_engine(parsed, echo=echo, pool_pre_ping=True)
+    if (backend, driver) == ("sqlite", "aiosqlite"):
+        if parsed.database and parsed.database != ":memory:":
+            try:
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise ConfigError(f"cannot create the directory of {parsed.database}: {err}") from err
+        engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": 5})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    raise ConfigError(
+        f"unsupported database {parsed.drivername!r} in {mask_password(url)!r}; "
+        f"use {' or '.join(SUPPORTED)}"
+    )
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@contextlib.contextmanager
+def map_errors(url: str | None = None, what: str = "the database") -> Iterator[None]:
+    """Turn SQLAlchemy/driver/OS errors into StorageError (ConflictError for a
+    serialization failure), with a message for the user."""
+    try:
+        yield
+    except (StorageError, ConfigError, ConflictError):
+        raise
+    except exc.DBAPIError as err:
+        orig = err.orig
+        text = str(orig).strip().splitlines()[0] if orig is not None else str(err)
+        if err.connection_invalidated or isinstance(orig, (OSError, ConnectionError)):
+            raise StorageError(_unreachable(url, text)) from err
+        if "database is locked" in text:
+            raise StorageError("the database is busy (locked by another writer); retry") from err
+        raise StorageError(f"{what} failed: {text}") from err
+    except exc.SQLAlchemyError as err:
+        raise StorageError(f"{what} failed: {err}") from err
+    except (OSError, ConnectionError) as err:
+        raise StorageError(_unreachable(url, str(err))) from err
+
+
+def _unreachable(url: str | None, reason: str) -> str:
+    where = f" at {mask_password(url)}" if url else ""
+    return f"cannot reach the database{where}: {reason}; check MER_DATABASE_URL"

@@ -1,0 +1,488 @@
+"""SQLAlchemy implementations of the repository interfaces in mer/db/interfaces.py.
+
+Every method returns mer.domain dataclasses, never ORM rows, so nothing of SQLAlchemy
+leaks upwards and no lazy load can happen in async code. Updates are single
+``UPDATE ... WHERE id = :id AND row_version = :seen`` statements: a stale caller matches
+no row and gets a ConflictError, on PostgreSQL and SQLite alike.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import String, cast, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mer.db.engine import map_errors
+from mer.db.orm import AuditRow, ModelRow, ParameterRow, RunRow, ServerRow, WeightRow
+from mer.domain import (
+    AuditEntry,
+    ModelConfig,
+    ModelParameters,
+    RunKind,
+    RunRecord,
+    RunStatus,
+    Server,
+    WeightRevision,
+    to_vector,
+    utcnow,
+    vector_sha256,
+)
+from mer.errors import (
+    AlreadyExists,
+    ConflictError,
+    ModelNotFound,
+    ServerNotFound,
+    StorageError,
+    UsageError,
+)
+
+__all__ = [
+    "SqlAuditRepository",
+    "SqlModelRepository",
+    "SqlParameterRepository",
+    "SqlRunRepository",
+    "SqlServerRepository",
+    "SqlWeightRepository",
+]
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; every mer timestamp is UTC-aware."""
+    if ts is not None and ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    return ts
+
+
+def _natural_key(version: str) -> list[Any]:
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", version) if p]
+
+
+def _conflict(what: str, show: str) -> ConflictError:
+    return ConflictError(
+        f"{what} was changed by someone else since you read it; reload with `{show}` and retry"
+    )
+
+
+class _Repo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+
+class SqlServerRepository(_Repo):
+    @staticmethod
+    def _to_domain(row: ServerRow) -> Server:
+        return Server(
+            name=row.name, kind=row.kind, host=row.host, port=row.port, user=row.user,
+            identity_file=row.identity_file, known_hosts=row.known_hosts,
+            max_runs=row.max_runs, enabled=row.enabled, id=row.id,
+            row_version=row.row_version, created_at=_aware(row.created_at),
+            updated_at=_aware(row.updated_at),
+        )
+
+    @staticmethod
+    def _values(s: Server) -> dict[str, Any]:
+        return dict(
+            name=s.name, kind=s.kind, host=s.host, port=s.port, user=s.user,
+            identity_file=s.identity_file, known_hosts=s.known_hosts, max_runs=s.max_runs,
+            enabled=s.enabled,
+        )
+
+    async def list(self) -> list[Server]:
+        with map_errors():
+            rows = await self.session.scalars(select(ServerRow).order_by(ServerRow.name))
+            return [self._to_domain(r) for r in rows]
+
+    async def get(self, name: str) -> Server | None:
+        with map_errors():
+            row = await self.session.scalar(select(ServerRow).where(ServerRow.name == name))
+            return self._to_domain(row) if row else None
+
+    async def add(self, server: Server) -> Server:
+        now = utcnow()
+        if await self.get(server.name) is not None:
+            raise AlreadyExists(f"server '{server.name}' already exists; see `servers`")
+        with map_errors():
+            await self.session.execute(
+                insert(ServerRow).values(
+                    id=server.id, row_version=1, created_at=now, updated_at=now,
+                    **self._values(server),
+                )
+            )
+        return await self._require(server.name)
+
+    async def update(self, server: Server) -> Server:
+        with map_errors():
+            result = await self.session.execute(
+                update(ServerRow)
+                .where(ServerRow.id == server.id, ServerRow.row_version == server.row_version)
+                .values(row_version=ServerRow.row_version + 1, updated_at=utcnow(),
+                        **self._values(server))
+            )
+        if result.rowcount != 1:
+            raise _conflict(f"server '{server.name}'", "servers")
+        return await self._require(server.name)
+
+    async def remove(self, name: str) -> None:
+        try:
+            with map_errors():
+                result = await self.session.execute(delete(ServerRow).where(ServerRow.name == name))
+                await self.session.flush()
+        except StorageError as err:
+            if isinstance(err.__cause__, IntegrityError):
+                raise UsageError(
+                    f"server '{name}' still has models; remove or move them first"
+                ) from err
+            raise
+        if result.rowcount != 1:
+            raise ServerNotFound(name)
+
+    async def _require(self, name: str) -> Server:
+        server = await self.get(name)
+        if server is None:
+            raise ServerNotFound(name)
+        return server
+
+
+class SqlModelRepository(_Repo):
+    def _select(self):  # type: ignore[no-untyped-def]
+        return select(ModelRow, ServerRow.name).join(ServerRow, ModelRow.server_id == ServerRow.id)
+
+    @staticmethod
+    def _to_domain(row: ModelRow, server: str) -> ModelConfig:
+        return ModelConfig(
+            name=row.name, version=row.version, server=server, command=list(row.command),
+            train_command=list(row.train_command) if row.train_command else None,
+            mode=row.mode, framing=row.framing, workdir=row.workdir, env=dict(row.env or {}),
+            timeout=row.timeout, description=row.description, enabled=row.enabled, id=row.id,
+            row_version=row.row_version, created_at=_aware(row.created_at),
+            updated_at=_aware(row.updated_at),
+        )
+
+    async def _server_id(self, name: str) -> UUID:
+        with map_errors():
+            sid = await self.session.scalar(select(ServerRow.id).where(ServerRow.name == name))
+        if sid is None:
+            raise ServerNotFound(name)
+        return sid
+
+    async def _values(self, m: ModelConfig) -> dict[str, Any]:
+        return dict(
+            name=m.name, version=m.version, server_id=await self._server_id(m.server),
+            command=list(m.command), train_command=list(m.train_command) if m.train_command else None,
+            mode=m.mode, framing=m.framing, workdir=m.workdir, env=dict(m.env),
+            timeout=m.timeout, description=m.description, enabled=m.enabled,
+        )
+
+    async def list(self, server: str | None = None) -> list[ModelConfig]:
+        stmt = self._select()
+        if server is not None:
+            stmt = stmt.where(ServerRow.name == server)
+        with map_errors():
+            rows = (await self.session.execute(stmt)).all()
+        models = [self._to_domain(r, s) for r, s in rows]
+        models.sort(key=lambda m: (m.name, _natural_key(m.version)))
+        return models
+
+    async def get(self, name: str, version: str | None = None) -> ModelConfig | None:
+        stmt = self._select().where(ModelRow.name == name)
+        if version is not None:
+            stmt = stmt.where(ModelRow.version == version)
+        with map_errors():
+            rows = (await self.session.execute(stmt)).all()
+        if not rows:
+            return None
+        row, server = max(rows, key=lambda r: _natural_key(r[0].version))
+        return self._to_domain(row, server)
+
+    async def get_by_id(self, model_id: UUID) -> ModelConfig | None:
+        with map_errors():
+            found = (await self.session.execute(self._select().where(ModelRow.id == model_id))).first()
+        return self._to_domain(*found) if found else None
+
+    async def add(self, model: ModelConfig) -> ModelConfig:
+        if await self.get(model.name, model.version) is not None:
+            raise AlreadyExists(f"model '{model.ref}' already exists; see `show {model.ref}`")
+        now = utcnow()
+        values = await self._values(model)
+        with map_errors():
+            await self.session.execute(
+                insert(ModelRow).values(id=model.id, row_version=1, created_at=now,
+                                        updated_at=now, **values)
+            )
+        return await self._require(model.id, model.ref)
+
+    async def update(self, model: ModelConfig) -> ModelConfig:
+        values = await self._values(model)
+        try:
+            with map_errors():
+                result = await self.session.execute(
+                    update(ModelRow)
+                    .where(ModelRow.id == model.id, ModelRow.row_version == model.row_version)
+                    .values(row_version=ModelRow.row_version + 1, updated_at=utcnow(), **values)
+                )
+        except StorageError as err:
+            if isinstance(err.__cause__, IntegrityError):
+                raise AlreadyExists(f"model '{model.ref}' already exists") from err
+            raise
+        if result.rowcount != 1:
+            raise _conflict(f"model '{model.ref}'", f"show {model.ref}")
+        return await self._require(model.id, model.ref)
+
+    async def remove(self, model_id: UUID) -> None:
+        with map_errors():
+            # Explicit deletes: SQLite's ON DELETE CASCADE needs foreign_keys=ON, which the
+            # engine sets, but a shared connection from elsewhere might not have.
+            await self.session.execute(delete(ParameterRow).where(ParameterRow.model_id == model_id))
+            await self.session.execute(delete(WeightRow).where(WeightRow.model_id == model_id))
+            result = await self.session.execute(delete(ModelRow).where(ModelRow.id == model_id))
+        if result.rowcount != 1:
+            raise ModelNotFound(str(model_id))
+
+    async def _require(self, model_id: UUID, ref: str) -> ModelConfig:
+        model = await self.get_by_id(model_id)
+        if model is None:
+            raise ModelNotFound(ref)
+        return model
+
+
+class SqlParameterRepository(_Repo):
+    async def get(self, model_id: UUID) -> ModelParameters:
+        with map_errors():
+            row = await self.session.get(ParameterRow, model_id)
+        if row is None:
+            return ModelParameters(model_id=model_id, values={}, row_version=0)
+        return ModelParameters(model_id=model_id, values=dict(row.document),
+                               row_version=row.row_version, updated_at=_aware(row.updated_at))
+
+    async def set(self, params: ModelParameters) -> ModelParameters:
+        now = utcnow()
+        with map_errors():
+            if params.row_version == 0:
+                exists = await self.session.scalar(
+                    select(ParameterRow.row_version).where(ParameterRow.model_id == params.model_id)
+                )
+                if exists is not None:
+                    raise _conflict("the parameters", "show")
+                try:
+                    async with self.session.begin_nested():
+                        await self.session.execute(
+                            insert(ParameterRow).values(model_id=params.model_id,
+                                                        document=params.values, row_version=1,
+                                                        updated_at=now)
+                        )
+                except IntegrityError as err:
+                    raise _conflict("the parameters", "show") from err
+                return ModelParameters(params.model_id, dict(params.values), 1, now)
+            result = await self.session.execute(
+                update(ParameterRow)
+                .where(ParameterRow.model_id == params.model_id,
+                       ParameterRow.row_version == params.row_version)
+                .values(document=params.values, row_version=ParameterRow.row_version + 1,
+                        updated_at=now)
+            )
+        if result.rowcount != 1:
+            raise _conflict("the parameters", "show")
+        return ModelParameters(params.model_id, dict(params.values), params.row_version + 1, now)
+
+
+class SqlWeightRepository(_Repo):
+    @staticmethod
+    def _to_domain(row: Any, with_values: bool = True) -> WeightRevision:
+        values = array("d")
+        if with_values:
+            values.frombytes(row.data)
+        return WeightRevision(
+            model_id=row.model_id, name=row.name, revision=row.revision, values=values,
+            sha256=row.sha256, author=row.author, note=row.note, id=row.id,
+            created_at=_aware(row.created_at), length=row.length,
+        )
+
+    async def append(
+        self, model_id: UUID, name: str, values: Sequence[float], author: str, note: str = ""
+    ) -> WeightRevision:
+        try:
+            vec = to_vector(values)
+        except ValueError as err:
+            raise UsageError(f"weights '{name}': {err}") from err
+        if vec.itemsize != 8:  # pragma: no cover - array('d') is float64 everywhere we run
+            raise StorageError("this platform's float is not 64-bit")
+        digest = vector_sha256(vec)
+        now = utcnow()
+        with map_errors():
+            last = await self.session.scalar(
+                select(func.max(WeightRow.revision)).where(
+                    WeightRow.model_id == model_id, WeightRow.name == name
+                )
+            )
+            rev = (last or 0) + 1
+            row = WeightRevision(model_id=model_id, name=name, revision=rev, values=vec,
+                                 sha256=digest, author=author, note=note, created_at=now)
+            try:
+                async with self.session.begin_nested():
+                    await self.session.execute(
+                        insert(WeightRow).values(
+                            id=row.id, model_id=model_id, name=name, revision=rev,
+                            data=vec.tobytes(), length=len(vec), sha256=digest, author=author,
+                            note=note, created_at=now,
+                        )
+                    )
+            except IntegrityError as err:
+                raise ConflictError(
+                    f"weights '{name}' got a new revision from someone else at the same time; retry"
+                ) from err
+        return row
+
+    _columns = (WeightRow.id, WeightRow.model_id, WeightRow.name, WeightRow.revision,
+                WeightRow.sha256, WeightRow.author, WeightRow.note, WeightRow.created_at,
+                WeightRow.length)
+
+    async def latest(self, model_id: UUID) -> list[WeightRevision]:
+        newest = (
+            select(WeightRow.name, func.max(WeightRow.revision).label("rev"))
+            .where(WeightRow.model_id == model_id)
+            .group_by(WeightRow.name)
+            .subquery()
+        )
+        stmt = (
+            select(*self._columns, WeightRow.data)
+            .join(newest, (WeightRow.name == newest.c.name) & (WeightRow.revision == newest.c.rev))
+            .where(WeightRow.model_id == model_id)
+            .order_by(WeightRow.name)
+        )
+        with map_errors():
+            rows = (await self.session.execute(stmt)).all()
+        return [self._to_domain(r) for r in rows]
+
+    async def get(self, model_id: UUID, name: str, revision: int | None = None) -> WeightRevision | None:
+        stmt = select(*self._columns, WeightRow.data).where(
+            WeightRow.model_id == model_id, WeightRow.name == name
+        )
+        if revision is None:
+            stmt = stmt.order_by(WeightRow.revision.desc()).limit(1)
+        else:
+            stmt = stmt.where(WeightRow.revision == revision)
+        with map_errors():
+            row = (await self.session.execute(stmt)).first()
+        return self._to_domain(row) if row else None
+
+    async def history(self, model_id: UUID, name: str) -> list[WeightRevision]:
+        stmt = (
+            select(*self._columns)
+            .where(WeightRow.model_id == model_id, WeightRow.name == name)
+            .order_by(WeightRow.revision)
+        )
+        with map_errors():
+            rows = (await self.session.execute(stmt)).all()
+        return [self._to_domain(r, with_values=False) for r in rows]
+
+    async def names(self, model_id: UUID) -> list[str]:
+        with map_errors():
+            rows = await self.session.scalars(
+                select(WeightRow.name).where(WeightRow.model_id == model_id).distinct()
+                .order_by(WeightRow.name)
+            )
+            return list(rows)
+
+
+class SqlRunRepository(_Repo):
+    @staticmethod
+    def _values(r: RunRecord) -> dict[str, Any]:
+        return dict(
+            status=str(r.status), exit_code=r.exit_code, finished_at=r.finished_at,
+            bytes_in=r.bytes_in, bytes_out=r.bytes_out, stdout=r.stdout, stderr=r.stderr,
+            result=r.result, error=r.error, weight_revisions=dict(r.weight_revisions),
+        )
+
+    async def start(self, record: RunRecord) -> None:
+        with map_errors():
+            await self.session.execute(
+                insert(RunRow).values(
+                    id=record.id, model_id=record.model_id, model=record.model,
+                    version=record.version, server=record.server, os_user=record.os_user,
+                    kind=str(record.kind), started_at=record.started_at, **self._values(record),
+                )
+            )
+
+    async def finish(self, record: RunRecord) -> None:
+        with map_errors():
+            await self.session.execute(
+                update(RunRow).where(RunRow.id == record.id).values(**self._values(record))
+            )
+
+    @staticmethod
+    def _to_domain(row: RunRow) -> RunRecord:
+        return RunRecord(
+            id=row.id, model_id=row.model_id, model=row.model, version=row.version,
+            server=row.server, os_user=row.os_user, kind=RunKind(row.kind),
+            weight_revisions=dict(row.weight_revisions or {}), status=RunStatus(row.status),
+            exit_code=row.exit_code, started_at=_aware(row.started_at),  # type: ignore[arg-type]
+            finished_at=_aware(row.finished_at), bytes_in=row.bytes_in,
+            bytes_out=row.bytes_out, stdout=row.stdout, stderr=row.stderr, result=row.result,
+            error=row.error,
+        )
+
+    async def get(self, run_id: UUID | str) -> RunRecord | None:
+        if isinstance(run_id, UUID):
+            stmt = select(RunRow).where(RunRow.id == run_id)
+        else:
+            prefix = run_id.strip().lower().replace("-", "")
+            if len(prefix) < 4 or not re.fullmatch(r"[0-9a-f]+", prefix):
+                raise UsageError(
+                    f"run id '{run_id}' is not a run id; give at least 4 hex characters of one"
+                )
+            if len(prefix) == 32:
+                stmt = select(RunRow).where(RunRow.id == UUID(prefix))
+            else:
+                text_id = func.replace(cast(RunRow.id, String), "-", "")
+                stmt = select(RunRow).where(text_id.like(prefix + "%")).limit(2)
+        with map_errors():
+            rows = list(await self.session.scalars(stmt))
+        if len(rows) > 1:
+            raise UsageError(f"run id '{run_id}' matches several runs; give more characters")
+        return self._to_domain(rows[0]) if rows else None
+
+    async def query(
+        self,
+        model: str | None = None,
+        status: RunStatus | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        stmt = select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)
+        if model is not None:
+            stmt = stmt.where(RunRow.model == model)
+        if status is not None:
+            stmt = stmt.where(RunRow.status == str(status))
+        if since is not None:
+            stmt = stmt.where(RunRow.started_at >= since)
+        with map_errors():
+            return [self._to_domain(r) for r in await self.session.scalars(stmt)]
+
+
+class SqlAuditRepository(_Repo):
+    async def append(self, entry: AuditEntry) -> None:
+        with map_errors():
+            await self.session.execute(
+                insert(AuditRow).values(id=entry.id, actor=entry.actor, action=entry.action,
+                                        target=entry.target, before=entry.before,
+                                        after=entry.after, at=entry.at)
+            )
+
+    async def query(self, target: str | None = None, limit: int = 50) -> list[AuditEntry]:
+        stmt = select(AuditRow).order_by(AuditRow.at.desc()).limit(limit)
+        if target is not None:
+            stmt = stmt.where(AuditRow.target == target)
+        with map_errors():
+            rows = await self.session.scalars(stmt)
+            return [
+                AuditEntry(actor=r.actor, action=r.action, target=r.target, before=r.before,
+                           after=r.after, id=r.id, at=_aware(r.at))  # type: ignore[arg-type]
+                for r in rows
+            ]

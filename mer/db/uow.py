@@ -1,0 +1,67 @@
+"""The SQLAlchemy unit of work: one AsyncSession, one transaction, six repositories.
+
+``async with uow: ...; await uow.commit()``; leaving the block without a commit rolls
+back, so a failed edit leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from mer.db.engine import make_session_factory, map_errors
+from mer.db.repository import (
+    SqlAuditRepository,
+    SqlModelRepository,
+    SqlParameterRepository,
+    SqlRunRepository,
+    SqlServerRepository,
+    SqlWeightRepository,
+)
+
+__all__ = ["SqlAlchemyUnitOfWork", "make_uow_factory"]
+
+
+class SqlAlchemyUnitOfWork:
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        self._session_factory = session_factory
+        self.session: AsyncSession | None = None
+
+    async def __aenter__(self) -> Self:
+        self.session = session = self._session_factory()
+        self.servers = SqlServerRepository(session)
+        self.models = SqlModelRepository(session)
+        self.parameters = SqlParameterRepository(session)
+        self.weights = SqlWeightRepository(session)
+        self.runs = SqlRunRepository(session)
+        self.audit = SqlAuditRepository(session)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self.session is not None
+        try:
+            await self.session.rollback()  # a no-op after commit
+        except Exception:
+            # NOTE: a failed rollback (connection lost) must not mask the error that
+            # brought us here; without one, report it.
+            if exc[0] is None:
+                raise
+        finally:
+            await self.session.close()
+            self.session = None
+
+    async def commit(self) -> None:
+        assert self.session is not None
+        with map_errors(what="saving to the database"):
+            await self.session.commit()
+
+    async def rollback(self) -> None:
+        assert self.session is not None
+        await self.session.rollback()
+
+
+def make_uow_factory(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+    """A UnitOfWorkFactory bound to ``engine``."""
+    factory = make_session_factory(engine)
+    return lambda: SqlAlchemyUnitOfWork(factory)
