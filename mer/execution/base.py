@@ -1,0 +1,383 @@
+"""The shared executor logic (a template method, like invoke's Runner).
+
+``ProcessExecutor`` owns everything that does not depend on where a process runs:
+writing the request, draining stdout and stderr concurrently in chunks, teeing them to
+the sinks, keeping a capped head+tail copy, parsing the JSON result, timeouts,
+cancellation, worker processes and their framings. A backend (local.py, ssh.py) only
+supplies ``_spawn`` returning a ``Process``: write/close stdin, read chunks, wait, kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from mer.domain import RunRequest, RunResult, RunStatus, Server, WorkerInfo, utcnow
+from mer.errors import ExecutionError, WorkerError
+from mer.execution.interface import Sinks
+
+__all__ = ["ConnectionLost", "OutputKeeper", "Process", "ProcessExecutor"]
+
+CHUNK = 65536
+MER_READY, MER_START, MER_STOP, MER_EXIT = "@!#READY#!@", "@!#START#!@", "@!#STOP#!@", "@!#EXIT#!@"
+READY_TIMEOUT = 120.0
+
+
+class ConnectionLost(Exception):
+    """Raised by a backend's Process when the link to the process broke (ssh)."""
+
+
+class Process(Protocol):
+    pid: int | None
+
+    async def write(self, data: bytes) -> None: ...
+    async def close_stdin(self) -> None: ...
+    async def read_stdout(self) -> bytes: ...  # b"" at end of stream
+    async def read_stderr(self) -> bytes: ...
+    async def wait(self) -> int | None: ...
+    async def kill(self, grace: float) -> None:
+        """TERM the whole process group, wait ``grace`` seconds, then KILL it."""
+        ...
+    def alive(self) -> bool: ...
+
+
+class OutputKeeper:
+    """Keeps the first and last ``cap/2`` bytes of a stream, counting the rest."""
+
+    def __init__(self, cap: int) -> None:
+        self.half = max(cap // 2, 1)
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            self.tail += chunk
+            if len(self.tail) > self.half:
+                del self.tail[: len(self.tail) - self.half]
+
+    def text(self) -> str:
+        dropped = self.total - len(self.head) - len(self.tail)
+        if dropped <= 0:
+            return (self.head + self.tail).decode("utf-8", "replace")
+        return (
+            self.head.decode("utf-8", "replace")
+            + f"\n[... {dropped} bytes not kept ...]\n"
+            + self.tail.decode("utf-8", "replace")
+        )
+
+    def last_line(self) -> str:
+        data = bytes(self.tail or self.head).rstrip(b"\r\n")
+        return data.rsplit(b"\n", 1)[-1].decode("utf-8", "replace").strip()
+
+
+def parse_result(line: str) -> Any:
+    """The model's JSON result: its last stdout line when that is a JSON object."""
+    if not line.startswith("{"):
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+async def _pump(read: Callable[[], Awaitable[bytes]], keep: OutputKeeper, sink: Callable[[bytes], None]) -> None:
+    while chunk := await read():
+        keep.add(chunk)
+        sink(chunk)
+
+
+class _LineReader:
+    """Splits a stream into lines without a length limit (a 1 MB line is fine)."""
+
+    def __init__(self, read: Callable[[], Awaitable[bytes]]) -> None:
+        self._read = read
+        self._buf = bytearray()
+        self.eof = False
+
+    async def readline(self) -> bytes | None:
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line = bytes(self._buf[: nl + 1])
+                del self._buf[: nl + 1]
+                return line
+            if self.eof:
+                if self._buf:
+                    line = bytes(self._buf)
+                    self._buf.clear()
+                    return line
+                return None
+            chunk = await self._read()
+            if not chunk:
+                self.eof = True
+            self._buf += chunk
+
+
+@dataclass
+class _Worker:
+    server: str
+    request: RunRequest
+    proc: Process
+    lines: _LineReader
+    started_at: datetime = field(default_factory=utcnow)
+    requests: int = 0
+    next_id: int = 1
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    sinks: Sinks = field(default_factory=Sinks)
+    stderr_keep: OutputKeeper | None = None
+    stderr_task: asyncio.Task[None] | None = None
+
+
+class ProcessExecutor:
+    """Runs models as processes; subclasses implement ``_spawn``."""
+
+    kind = "abstract"
+
+    def __init__(self, *, known_hosts: str | None = None, output_cap: int = 1 << 20,
+                 grace: float = 2.0) -> None:
+        self.known_hosts = known_hosts
+        self.output_cap = output_cap
+        self.grace = grace
+        self._workers: dict[tuple[str, tuple[str, str, tuple[str, ...]]], _Worker] = {}
+
+    async def _spawn(self, request: RunRequest, server: Server, command: list[str]) -> Process:
+        raise ExecutionError(f"executor kind '{self.kind}' cannot start processes")
+
+    # -- oneshot --------------------------------------------------------------------------
+
+    async def run(self, request: RunRequest, server: Server, sinks: Sinks | None = None) -> RunResult:
+        sinks = sinks or Sinks()
+        if request.mode == "worker":
+            return await self._run_worker(request, server, sinks)
+        started = utcnow()
+        proc = await self._spawn(request, server, request.command)
+        data = json.dumps(request.payload).encode() + b"\n"
+        out, err = OutputKeeper(self.output_cap), OutputKeeper(self.output_cap)
+
+        async def feed() -> None:
+            # NOTE: a model may exit without reading its request; that is its business.
+            with contextlib.suppress(OSError, ConnectionError, ConnectionLost):
+                await proc.write(data)
+            with contextlib.suppress(OSError, ConnectionError, ConnectionLost):
+                await proc.close_stdin()
+
+        tasks = [asyncio.ensure_future(t) for t in (
+            feed(), _pump(proc.read_stdout, out, sinks.stdout), _pump(proc.read_stderr, err, sinks.stderr)
+        )]
+        status, code, error = RunStatus.FAILED, None, None
+        try:
+            async with asyncio.timeout(request.timeout):
+                await asyncio.gather(*tasks)
+                code = await proc.wait()
+            status = RunStatus.SUCCEEDED if code == 0 else RunStatus.FAILED
+            if code != 0:
+                error = f"exit status {code}"
+        except TimeoutError:
+            status, error = RunStatus.TIMEOUT, f"timed out after {request.timeout:g} s"
+            await self._stop(proc, tasks)
+        except ConnectionLost as exc:
+            status, error = RunStatus.LOST, f"connection lost: {exc}"
+            await self._stop(proc, tasks)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._stop(proc, tasks))
+            raise
+        return RunResult(
+            status=status, exit_code=code, started_at=started, finished_at=utcnow(),
+            bytes_in=len(data), bytes_out=out.total + err.total, stdout=out.text(),
+            stderr=err.text(), result=parse_result(out.last_line()), error=error,
+        )
+
+    async def _stop(self, proc: Process, tasks: list[asyncio.Future[Any]]) -> None:
+        with contextlib.suppress(Exception):
+            await proc.kill(self.grace)
+        # Whatever still holds the pipes open is gone now; give the pumps a moment to
+        # collect the last bytes, then stop them.
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 1.0)
+        for t in tasks:
+            t.cancel()
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def _worker_for(self, request: RunRequest, server: Server, sinks: Sinks) -> _Worker:
+        key = (server.name, request.worker_key)
+        worker = self._workers.get(key)
+        if worker is not None and worker.proc.alive() and not worker.lines.eof:
+            return worker
+        if worker is not None:
+            await self._end_worker(key)
+        proc = await self._spawn(request, server, request.command)
+        worker = _Worker(server=server.name, request=request, proc=proc,
+                         lines=_LineReader(proc.read_stdout), sinks=sinks,
+                         stderr_keep=OutputKeeper(self.output_cap))
+        worker.stderr_task = asyncio.ensure_future(self._drain_worker_stderr(worker))
+        try:
+            async with asyncio.timeout(request.timeout or READY_TIMEOUT):
+                while True:
+                    raw = await worker.lines.readline()
+                    if raw is None:
+                        code = await proc.wait()
+                        raise WorkerError(
+                            f"worker {request.model}@{request.version} exited with status {code} "
+                            f"before it was ready: {worker.stderr_keep.last_line() or 'no message'}"
+                        )
+                    if _is_ready(raw, request.framing):
+                        break
+                    sinks.stdout(raw)  # load logs
+        except TimeoutError:
+            await self._kill_worker(worker)
+            raise WorkerError(
+                f"worker {request.model}@{request.version} printed no ready line within "
+                f"{request.timeout or READY_TIMEOUT:g} s"
+            ) from None
+        except BaseException:
+            await self._kill_worker(worker)
+            raise
+        self._workers[key] = worker
+        return worker
+
+    async def _drain_worker_stderr(self, worker: _Worker) -> None:
+        with contextlib.suppress(Exception):
+            while chunk := await worker.proc.read_stderr():
+                assert worker.stderr_keep is not None
+                worker.stderr_keep.add(chunk)
+                worker.sinks.stderr(chunk)
+
+    async def _run_worker(self, request: RunRequest, server: Server, sinks: Sinks) -> RunResult:
+        started = utcnow()
+        worker = await self._worker_for(request, server, sinks)
+        async with worker.lock:
+            worker.sinks = sinks
+            assert worker.stderr_keep is not None
+            err_before = worker.stderr_keep.total
+            out = OutputKeeper(self.output_cap)
+            status, result, error, sent = RunStatus.FAILED, None, None, 0
+            try:
+                async with asyncio.timeout(request.timeout):
+                    if request.framing == "mer":
+                        value = request.payload.get("input")
+                        line = value if isinstance(value, str) else json.dumps(value)
+                        data = f"{MER_START}\n{line}\n{MER_STOP}\n".encode()
+                    else:
+                        rid = worker.next_id
+                        worker.next_id += 1
+                        data = (json.dumps({"id": rid, **request.payload}) + "\n").encode()
+                    sent = len(data)
+                    await worker.proc.write(data)
+                    result, error = await self._read_response(worker, request, out, sinks)
+                    status = RunStatus.SUCCEEDED if error is None else RunStatus.FAILED
+            except TimeoutError:
+                # The worker stays: a model may reject a request and print no response.
+                status, error = RunStatus.TIMEOUT, f"no response within {request.timeout:g} s"
+            except ConnectionLost as exc:
+                status, error = RunStatus.LOST, f"connection lost: {exc}"
+                await self._end_worker((server.name, request.worker_key))
+            except (OSError, ConnectionError) as exc:
+                status, error = RunStatus.FAILED, f"worker is gone: {exc}"
+                await self._end_worker((server.name, request.worker_key))
+            except asyncio.CancelledError:
+                # Its state is unknown after an interrupted request: end it.
+                await asyncio.shield(self._end_worker((server.name, request.worker_key)))
+                raise
+            finally:
+                worker.sinks = Sinks()
+            worker.requests += 1
+            err_total = worker.stderr_keep.total - err_before
+        return RunResult(
+            status=status, exit_code=None, started_at=started, finished_at=utcnow(),
+            bytes_in=sent, bytes_out=out.total + err_total, stdout=out.text(),
+            stderr=worker.stderr_keep.text() if err_total else "", result=result, error=error,
+        )
+
+    async def _read_response(
+        self, worker: _Worker, request: RunRequest, out: OutputKeeper, sinks: Sinks
+    ) -> tuple[Any, str | None]:
+        inside: list[str] | None = None
+        while True:
+            raw = await worker.lines.readline()
+            if raw is None:
+                code = await worker.proc.wait()
+                await self._end_worker((worker.server, request.worker_key))
+                return None, f"worker exited with status {code} during the request"
+            out.add(raw)
+            text = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if request.framing == "mer":
+                if inside is None:
+                    if text == MER_START:
+                        inside = []
+                    else:
+                        sinks.stdout(raw)
+                elif text == MER_STOP:
+                    answer = "\n".join(inside)
+                    with contextlib.suppress(ValueError):
+                        return json.loads(answer), None
+                    return answer, None
+                else:
+                    inside.append(text)
+                    sinks.stdout(raw)
+                continue
+            message = parse_result(text)
+            if message is not None and "id" in message and message["id"] == worker.next_id - 1:
+                if "error" in message and message["error"] is not None:
+                    return message.get("result"), str(message["error"])
+                return message.get("result"), None
+            sinks.stdout(raw)  # a log line, or a late answer to an earlier request
+
+    async def _kill_worker(self, worker: _Worker) -> None:
+        with contextlib.suppress(Exception):
+            await worker.proc.kill(self.grace)
+        if worker.stderr_task is not None:
+            worker.stderr_task.cancel()
+
+    async def _end_worker(self, key: tuple[str, tuple[str, str, tuple[str, ...]]]) -> None:
+        worker = self._workers.pop(key, None)
+        if worker is None:
+            return
+        framing = worker.request.framing
+        if worker.proc.alive():
+            with contextlib.suppress(Exception):
+                await worker.proc.write(
+                    (MER_EXIT + "\n").encode() if framing == "mer" else b'{"exit": true}\n'
+                )
+                await worker.proc.close_stdin()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(worker.proc.wait(), self.grace)
+        await self._kill_worker(worker)
+
+    async def stop_worker(self, server: Server, model: str, version: str | None = None) -> int:
+        keys = [k for k in self._workers
+                if k[0] == server.name and k[1][0] == model and (version is None or k[1][1] == version)]
+        for key in keys:
+            await self._end_worker(key)
+        return len(keys)
+
+    def workers(self) -> list[WorkerInfo]:
+        return [
+            WorkerInfo(server=w.server, model=w.request.model, version=w.request.version,
+                       pid=w.proc.pid, started_at=w.started_at, requests=w.requests)
+            for w in self._workers.values() if w.proc.alive()
+        ]
+
+    async def close(self) -> None:
+        for key in list(self._workers):
+            await self._end_worker(key)
+
+
+def _is_ready(raw: bytes, framing: str) -> bool:
+    text = raw.decode("utf-8", "replace").strip()
+    if framing == "mer":
+        return text == MER_READY
+    message = parse_result(text)
+    return bool(message and message.get("ready") is True)

@@ -1,0 +1,110 @@
+"""The local executor: models run as child processes of mer on this machine.
+
+argv without a shell; stdin is always a pipe (mer's own stdin may be a piped script that
+a model must never eat); each model gets its own session and process group, so a
+timeout or Ctrl-C can TERM, then KILL, everything it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+
+from mer.domain import RunRequest, Server, ServerCheck
+from mer.errors import ExecutionError
+from mer.execution.base import CHUNK, ProcessExecutor
+
+__all__ = ["LocalExecutor", "LocalProcess"]
+
+
+class LocalProcess:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+        self.pid: int | None = proc.pid
+
+    async def write(self, data: bytes) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(data)
+        await self._proc.stdin.drain()
+
+    async def close_stdin(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        with contextlib.suppress(OSError, ConnectionError):
+            await self._proc.stdin.wait_closed()
+
+    async def read_stdout(self) -> bytes:
+        assert self._proc.stdout is not None
+        return await self._proc.stdout.read(CHUNK)
+
+    async def read_stderr(self) -> bytes:
+        assert self._proc.stderr is not None
+        return await self._proc.stderr.read(CHUNK)
+
+    async def wait(self) -> int | None:
+        return await self._proc.wait()
+
+    def alive(self) -> bool:
+        return self._proc.returncode is None
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+    async def kill(self, grace: float) -> None:
+        self._signal_group(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self._proc.wait(), grace)
+        except TimeoutError:
+            pass
+        # NOTE: KILL the group even when the leader exited: `sh -c 'sleep 999 | cat'`
+        # leaves its children behind in the group otherwise.
+        self._signal_group(signal.SIGKILL)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._proc.wait(), grace)
+
+
+class LocalExecutor(ProcessExecutor):
+    kind = "local"
+
+    async def _spawn(self, request: RunRequest, server: Server, command: list[str]) -> LocalProcess:
+        env = {**os.environ, **request.env} if request.env else None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=request.workdir or None,
+                env=env,
+                start_new_session=True,
+            )
+        except FileNotFoundError as err:
+            missing = err.filename if err.filename else command[0]
+            if request.workdir and not os.path.isdir(request.workdir):
+                missing = request.workdir
+            raise ExecutionError(
+                f"cannot start {request.model}@{request.version}: {missing} not found"
+            ) from err
+        except PermissionError as err:
+            raise ExecutionError(
+                f"cannot start {request.model}@{request.version}: {command[0]} is not executable"
+            ) from err
+        except OSError as err:
+            raise ExecutionError(f"cannot start {request.model}@{request.version}: {err}") from err
+        return LocalProcess(proc)
+
+    async def check(self, server: Server) -> ServerCheck:
+        t0 = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(
+            "true", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL
+        )
+        await proc.wait()
+        return ServerCheck(server=server.name, reachable=True,
+                           latency_ms=(time.perf_counter() - t0) * 1000, message="this machine")
+
+    async def trust(self, server: Server) -> str:
+        raise ExecutionError(f"server '{server.name}' is local: it has no host key to trust")

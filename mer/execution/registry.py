@@ -1,0 +1,72 @@
+"""Maps a server kind to its executor. `local` and `ssh` are built in (imported on first
+use, so paramiko loads only when an ssh server is used); other packages add kinds
+through the `mer.executors` entry-point group, each entry a factory
+``factory(*, known_hosts=None, output_cap=...) -> Executor``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from mer.domain import WorkerInfo
+from mer.errors import ExecutorNotFound
+from mer.execution.interface import Executor, ExecutorFactory
+
+__all__ = ["ENTRY_POINT_GROUP", "ExecutorRegistry"]
+
+ENTRY_POINT_GROUP = "mer.executors"
+_BUILTIN = {"local": "mer.execution.local:LocalExecutor", "ssh": "mer.execution.ssh:SshExecutor"}
+
+
+def _load(target: str) -> ExecutorFactory:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+
+class ExecutorRegistry:
+    def __init__(self, known_hosts: str | None = None, output_cap: int = 1 << 20) -> None:
+        self.known_hosts = known_hosts
+        self.output_cap = output_cap
+        self._factories: dict[str, ExecutorFactory | str] = dict(_BUILTIN)
+        self._instances: dict[str, Executor] = {}
+        self._plugins_loaded = False
+
+    def register(self, kind: str, factory: ExecutorFactory) -> None:
+        self._factories[kind] = factory
+        self._instances.pop(kind, None)
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            self._factories.setdefault(ep.name, ep.value)
+
+    def kinds(self) -> list[str]:
+        self._load_plugins()
+        return sorted(self._factories)
+
+    def get(self, kind: str) -> Executor:
+        if kind in self._instances:
+            return self._instances[kind]
+        if kind not in self._factories:
+            self._load_plugins()
+        factory = self._factories.get(kind)
+        if factory is None:
+            raise ExecutorNotFound(
+                f"no executor for server kind '{kind}'; known kinds: {', '.join(self.kinds())}"
+            )
+        if isinstance(factory, str):
+            factory = _load(factory)
+        executor = factory(known_hosts=self.known_hosts, output_cap=self.output_cap)
+        self._instances[kind] = executor
+        return executor
+
+    def workers(self) -> list[WorkerInfo]:
+        return [w for ex in self._instances.values() for w in ex.workers()]
+
+    async def close(self) -> None:
+        for executor in list(self._instances.values()):
+            await executor.close()
+        self._instances.clear()
