@@ -1,10 +1,179 @@
-"""Process entry points `mer` (placeholder until the shell lands; `mer-migrate` is mer/cli_migrate.py)."""
+"""`mer`: flags -> Settings -> runtime (built in the background) -> MerShell -> exit code.
+
+Interactive when stdin is a terminal; otherwise scripted: commands come from
+``--script FILE``, ``-c CMD`` (repeatable) or the piped stdin, with no prompt, banner
+or echo on stdout; ``#`` comments and blank lines are skipped; the exit status is 0
+only if every command succeeded (1 if one failed, 2 for bad flags, 130 interrupted).
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import signal
 import sys
+from collections.abc import Iterable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mer import __version__
+from mer.config import Settings, load_settings
+from mer.errors import EXIT_INTERRUPTED, EXIT_USAGE, MerError
+
+if TYPE_CHECKING:
+    from mer.bootstrap import Runtime
+    from mer.shell.bridge import AsyncBridge
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mer",
+        description="Model Executor Runtime: run models locally or over SSH, with their "
+        "configs, weights and runs kept in a database.",
+    )
+    p.add_argument("--allow-edit", action="store_true", default=None,
+                   help="unlock live edits of models, servers, parameters and weights")
+    p.add_argument("--database-url", help="SQLAlchemy URL (default: MER_DATABASE_URL or the "
+                   "embedded SQLite database)")
+    p.add_argument("--json", action="store_true", default=None, help="print JSON for programs")
+    p.add_argument("--script", type=Path, help="run the commands in FILE, then exit")
+    p.add_argument("-c", dest="commands", action="append", metavar="CMD",
+                   help="run CMD (repeatable; in order), then exit")
+    p.add_argument("--stop-on-error", action="store_true",
+                   help="in a script, stop at the first failing command")
+    p.add_argument("--debug", action="store_true", default=None,
+                   help="show tracebacks of internal errors")
+    p.add_argument("--version", action="version", version=f"mer {__version__}")
+    return p
+
+
+def _setup_logging(settings: Settings) -> None:
+    handlers: list[logging.Handler] = []
+    if settings.log_file is not None:
+        handlers.append(logging.FileHandler(settings.log_file))
+    else:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    logging.basicConfig(level=settings.log_level if not settings.debug else "DEBUG",
+                        handlers=handlers, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _script_lines(lines: Iterable[str]) -> Iterable[str]:
+    for line in lines:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            yield text
+
+
+def _run_script(shell: object, lines: Iterable[str], stop_on_error: bool) -> None:
+    from mer.shell.app import MerShell
+
+    assert isinstance(shell, MerShell)
+    for line in _script_lines(lines):
+        before = shell.failed
+        shell.failed = False
+        stop = shell.onecmd_plus_hooks(line)
+        failed_now = shell.failed
+        shell.failed = before or failed_now
+        if stop or (failed_now and stop_on_error):
+            break
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    # Raised in the main thread: the bridge cancels the running command and waits for
+    # its cleanup (model killed, access-log row finished) before mer exits.
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("mer: the shell is not built yet", file=sys.stderr)
-    return 1
+    args = _parser().parse_args(argv)  # exits 2 on bad flags
+    try:
+        settings = load_settings({
+            "database_url": args.database_url, "allow_edit": args.allow_edit,
+            "json": args.json, "debug": args.debug,
+        })
+    except MerError as err:
+        print(f"mer: error: {err}", file=sys.stderr)
+        return err.exit_code
+    _setup_logging(settings)
+
+    script_lines: Iterable[str] | None = None
+    if args.script is not None:
+        try:
+            script_lines = args.script.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            print(f"mer: error: cannot read --script {args.script}: "
+                  f"{getattr(err, 'strerror', None) or err}", file=sys.stderr)
+            return EXIT_USAGE
+    if args.commands:
+        script_lines = [*(script_lines or []), *args.commands]
+    interactive = script_lines is None and sys.stdin.isatty()
+    if script_lines is None and not interactive:
+        script_lines = sys.stdin  # piped: read lazily, line by line
+
+    from mer.bootstrap import build_runtime
+    from mer.shell.bridge import AsyncBridge
+
+    bridge = AsyncBridge()
+    started: list[Future[Runtime]] = []
+
+    def start_runtime() -> Future[Runtime]:
+        # Built on the loop, at most once: at start-up when interactive (while the user
+        # reads the prompt), else when the first command needs it (`mer -c quit` never
+        # pays for SQLAlchemy).
+        if not started:
+            started.append(bridge.submit(build_runtime(settings)))
+        return started[0]
+
+    from mer.shell.app import MerShell
+
+    history = ""
+    if interactive:
+        data_dir = settings.resolved_data_dir
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            history = str(data_dir / "history")
+        except OSError:
+            history = ""
+    shell = MerShell(start_runtime, bridge, json_output=settings.json,
+                     allow_edit=settings.allow_edit, history_file=history)
+    shell.debug = settings.debug
+    exit_code = 0
+    try:
+        if interactive:
+            start_runtime().add_done_callback(lambda _: shell.refresh_cache())
+            if not settings.json:
+                edit = "editing enabled" if settings.allow_edit else "read-only; --allow-edit to edit"
+                shell.intro = f"mer {__version__} ({settings.safe_database_url}; {edit}). Type help."
+            exit_code = shell.cmdloop()
+        else:
+            signal.signal(signal.SIGTERM, _terminate)
+            signal.signal(signal.SIGHUP, _terminate)
+            try:
+                _run_script(shell, script_lines, args.stop_on_error)  # type: ignore[arg-type]
+            except KeyboardInterrupt:
+                print("cancelled", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            except SystemExit as exc:
+                return int(exc.code) if isinstance(exc.code, int) else 1
+            exit_code = (shell.exit_code or 1) if shell.failed else 0
+    finally:
+        _close(bridge, started)
+    return exit_code
+
+
+def _close(bridge: AsyncBridge, started: list[Future[Runtime]]) -> None:
+    """Stop workers, close SSH connections and the database pool, then the loop."""
+    cleanup = None
+    if started:
+        try:
+            cleanup = started[0].result(timeout=30).close()
+        except BaseException:  # noqa: BLE001 - it failed to start: nothing to close
+            cleanup = None
+    bridge.close(cleanup)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -92,7 +92,9 @@ def parse_result(line: str) -> Any:
     return value if isinstance(value, dict) else None
 
 
-async def _pump(read: Callable[[], Awaitable[bytes]], keep: OutputKeeper, sink: Callable[[bytes], None]) -> None:
+async def _pump(
+    read: Callable[[], Awaitable[bytes]], keep: OutputKeeper, sink: Callable[[bytes], None]
+) -> None:
     while chunk := await read():
         keep.add(chunk)
         sink(chunk)

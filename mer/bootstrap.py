@@ -1,0 +1,65 @@
+"""The one place that wires engine, unit of work, executors and services.
+
+``build_runtime`` runs on the bridge's event loop (the engine belongs to it). It imports
+SQLAlchemy and friends lazily, so that the shell can draw its prompt while this runs in
+the background. Tests pass ``uow``/``executors`` overrides to use fakes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mer.config import Settings
+from mer.errors import StorageError
+from mer.services.context import ExecutorSource, ServiceContext
+
+__all__ = ["Runtime", "build_runtime"]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    ctx: ServiceContext
+    engine: Any = None
+
+    async def close(self) -> None:
+        try:
+            await self.ctx.executors.close()
+        finally:
+            if self.engine is not None:
+                await self.engine.dispose()
+
+
+async def build_runtime(settings: Settings, *, uow: Any = None,
+                        executors: ExecutorSource | None = None) -> Runtime:
+    engine = None
+    if uow is None:
+        from mer.db.engine import create_engine
+        from mer.db.migrate import ensure_schema, status
+        from mer.db.uow import make_uow_factory
+
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            if settings.resolved_database_url.startswith("sqlite"):
+                # The embedded database is created and migrated on first use.
+                await ensure_schema(engine)
+            else:
+                st = await status(engine)
+                if st.pending:
+                    raise StorageError(
+                        f"the database at {settings.safe_database_url} is at revision "
+                        f"{st.current or 'none'}, not {st.head}; run `mer-migrate up`"
+                    )
+        except BaseException:
+            await engine.dispose()
+            raise
+        uow = make_uow_factory(engine)
+    if executors is None:
+        from mer.execution.registry import ExecutorRegistry
+
+        executors = ExecutorRegistry(
+            known_hosts=str(settings.resolved_known_hosts), output_cap=settings.output_cap
+        )
+    ctx = ServiceContext(uow=uow, executors=executors, allow_edit=settings.allow_edit)
+    return Runtime(settings=settings, ctx=ctx, engine=engine)

@@ -1,0 +1,191 @@
+"""Run use cases: run or train a model, the access log, workers.
+
+The access-log row is written (and committed) before the model starts, and completed
+in a ``finally`` whatever the ending: success, failure, timeout, lost connection, an
+executor error, or cancellation (Ctrl-C, SIGTERM to mer), so no run goes unrecorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mer.domain import (
+    ModelConfig,
+    RunKind,
+    RunRecord,
+    RunRequest,
+    RunResult,
+    RunStatus,
+    Server,
+    WorkerInfo,
+    utcnow,
+)
+from mer.errors import MerError, RunNotFound, ServerNotFound, UsageError
+from mer.execution.interface import Sinks
+from mer.services.context import ServiceContext
+from mer.services.models import find_model, parse_param_value
+
+__all__ = ["get_run", "list_runs", "list_workers", "load_input", "parse_param_overrides",
+           "run_model", "stop_model"]
+
+
+def load_input(path: Path | None = None, data: str | None = None) -> Any:
+    """The user's input for a run: --data JSON, or an --input file (JSON when it parses)."""
+    if path is not None and data is not None:
+        raise UsageError("give --input FILE or --data JSON, not both")
+    if data is not None:
+        try:
+            return json.loads(data)
+        except ValueError as err:
+            raise UsageError(f"--data is not valid JSON: {err}") from None
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise UsageError(f"cannot read --input {path}: {getattr(err, 'strerror', None) or err}") from err
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return None
+
+
+def parse_param_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param '{pair}' is not KEY=VALUE")
+        out[key] = parse_param_value(value)
+    return out
+
+
+async def run_model(
+    ctx: ServiceContext,
+    ref: str,
+    *,
+    input: Any = None,
+    params: dict[str, Any] | None = None,
+    server: str | None = None,
+    timeout: float | None = None,
+    kind: RunKind = RunKind.RUN,
+    sinks: Sinks | None = None,
+) -> tuple[RunRecord, RunResult | None]:
+    """Run (or train) a model once and record it. Returns the completed record and the
+    executor's result. Raises MerError when the model cannot be run at all (the record
+    then says failed, with the error)."""
+    if timeout is not None and timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    async with ctx.uow() as uow:
+        model = await find_model(uow, ref)
+        if not model.enabled:
+            raise UsageError(f"model '{model.ref}' is disabled; `model enable {model.ref}` first")
+        srv = await uow.servers.get(server or model.server)
+        if srv is None:
+            raise ServerNotFound(server or model.server)
+        if not srv.enabled:
+            raise UsageError(f"server '{srv.name}' is disabled")
+        parameters = dict((await uow.parameters.get(model.id)).values)
+        weights = await uow.weights.latest(model.id)
+    command = model.command
+    if kind is RunKind.TRAIN:
+        if not model.train_command:
+            raise UsageError(f"model '{model.ref}' has no training command; set train_command")
+        command = model.train_command
+    parameters.update(params or {})
+    record = RunRecord(
+        model=model.name, version=model.version, server=srv.name, os_user=ctx.actor, kind=kind,
+        model_id=model.id, weight_revisions={w.name: w.revision for w in weights},
+    )
+    request = RunRequest(
+        model=model.name, version=model.version, command=command,
+        payload={
+            "model": model.name, "version": model.version, "run_id": str(record.id),
+            "parameters": parameters, "weights": {w.name: w.values.tolist() for w in weights},
+            "input": input,
+        },
+        mode=model.mode if kind is RunKind.RUN else "oneshot", framing=model.framing,
+        workdir=model.workdir, env=model.env, timeout=timeout or model.timeout, run_id=record.id,
+    )
+    async with ctx.uow() as uow:
+        await uow.runs.start(record)
+        await uow.commit()
+    result: RunResult | None = None
+    try:
+        async with ctx.slots(srv.name, srv.max_runs):
+            result = await ctx.executors.get(srv.kind).run(request, srv, sinks)
+        _complete(record, result)
+    except asyncio.CancelledError:
+        record.status, record.error = RunStatus.CANCELLED, "cancelled by the user"
+        raise
+    except MerError as err:
+        record.status, record.error = RunStatus.FAILED, str(err)
+        raise
+    except BaseException as err:
+        record.status, record.error = RunStatus.FAILED, f"internal error: {err!r}"
+        raise
+    finally:
+        record.finished_at = record.finished_at or utcnow()
+        # NOTE: shielded, so a second Ctrl-C cannot leave the row unfinished.
+        await asyncio.shield(_finish(ctx, record))
+    return record, result
+
+
+def _complete(record: RunRecord, result: RunResult) -> None:
+    record.status, record.exit_code = result.status, result.exit_code
+    record.finished_at = result.finished_at or utcnow()
+    record.bytes_in, record.bytes_out = result.bytes_in, result.bytes_out
+    record.stdout, record.stderr = result.stdout, result.stderr
+    record.result, record.error = result.result, result.error
+
+
+async def _finish(ctx: ServiceContext, record: RunRecord) -> None:
+    async with ctx.uow() as uow:
+        await uow.runs.finish(record)
+        await uow.commit()
+
+
+async def list_runs(ctx: ServiceContext, model: str | None = None, status: str | None = None,
+                    since: datetime | None = None, limit: int = 50) -> list[RunRecord]:
+    try:
+        st = RunStatus(status) if status else None
+    except ValueError:
+        raise UsageError(
+            f"status '{status}' is not one of {', '.join(s.value for s in RunStatus)}"
+        ) from None
+    if limit < 1:
+        raise UsageError("--limit must be at least 1")
+    async with ctx.uow() as uow:
+        return await uow.runs.query(model=model, status=st, since=since, limit=limit)
+
+
+async def get_run(ctx: ServiceContext, run_id: str) -> RunRecord:
+    async with ctx.uow() as uow:
+        record = await uow.runs.get(run_id)
+    if record is None:
+        raise RunNotFound(run_id)
+    return record
+
+
+async def stop_model(ctx: ServiceContext, ref: str) -> int:
+    """End the model's live workers on every server; returns how many were stopped."""
+    async with ctx.uow() as uow:
+        model: ModelConfig = await find_model(uow, ref)
+        servers: list[Server] = await uow.servers.list()
+    version = ref.partition("@")[2] or None
+    # Only executors that hold a worker of this model are asked (no needless ssh import).
+    live = {w.server for w in ctx.executors.workers()
+            if w.model == model.name and (version is None or w.version == version)}
+    stopped = 0
+    for srv in servers:
+        if srv.name in live:
+            stopped += await ctx.executors.get(srv.kind).stop_worker(srv, model.name, version)
+    return stopped
+
+
+def list_workers(ctx: ServiceContext) -> list[WorkerInfo]:
+    return ctx.executors.workers()

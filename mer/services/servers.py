@@ -1,0 +1,84 @@
+"""Server use cases: list, add, remove, ping (reachable? host key known? latency) and
+trust (record an SSH server's host key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mer.domain import AuditEntry, Server, ServerCheck
+from mer.errors import ServerNotFound, UsageError
+from mer.services.context import ServiceContext, require_edit
+
+__all__ = ["add_server", "get_server", "list_servers", "ping_server", "remove_server",
+           "server_image", "trust_server"]
+
+
+def server_image(s: Server) -> dict[str, Any]:
+    return {
+        "id": str(s.id), "name": s.name, "kind": s.kind, "host": s.host, "port": s.port,
+        "user": s.user, "identity_file": s.identity_file, "known_hosts": s.known_hosts,
+        "max_runs": s.max_runs, "enabled": s.enabled,
+    }
+
+
+async def list_servers(ctx: ServiceContext) -> list[Server]:
+    async with ctx.uow() as uow:
+        return await uow.servers.list()
+
+
+async def get_server(ctx: ServiceContext, name: str) -> Server:
+    async with ctx.uow() as uow:
+        server = await uow.servers.get(name)
+    if server is None:
+        raise ServerNotFound(name)
+    return server
+
+
+async def add_server(ctx: ServiceContext, server: Server) -> Server:
+    require_edit(ctx)
+    if not server.name or any(c.isspace() for c in server.name):
+        raise UsageError(f"server name '{server.name}' must be non-empty, without spaces")
+    if server.kind not in ctx.executors.kinds():
+        raise UsageError(f"kind '{server.kind}' is not one of {', '.join(ctx.executors.kinds())}")
+    if server.kind == "ssh" and not server.host:
+        raise UsageError("an ssh server needs --host")
+    if server.port is not None and not 0 < server.port < 65536:
+        raise UsageError(f"port {server.port} is not a TCP port (1-65535)")
+    if server.max_runs < 1:
+        raise UsageError("--max-runs must be at least 1")
+    async with ctx.uow() as uow:
+        stored = await uow.servers.add(server)
+        await uow.audit.append(AuditEntry(actor=ctx.actor, action="server.add",
+                                          target=f"server {server.name}", after=server_image(stored)))
+        await uow.commit()
+    return stored
+
+
+async def remove_server(ctx: ServiceContext, name: str) -> None:
+    require_edit(ctx)
+    async with ctx.uow() as uow:
+        server = await uow.servers.get(name)
+        if server is None:
+            raise ServerNotFound(name)
+        await uow.servers.remove(name)
+        await uow.audit.append(AuditEntry(actor=ctx.actor, action="server.remove",
+                                          target=f"server {name}", before=server_image(server)))
+        await uow.commit()
+
+
+async def ping_server(ctx: ServiceContext, name: str) -> ServerCheck:
+    server = await get_server(ctx, name)
+    return await ctx.executors.get(server.kind).check(server)
+
+
+async def trust_server(ctx: ServiceContext, name: str) -> str:
+    """Record the server's current host key in its known_hosts file; returns the
+    fingerprint. An edit: it changes what mer will connect to."""
+    require_edit(ctx)
+    server = await get_server(ctx, name)
+    fingerprint = await ctx.executors.get(server.kind).trust(server)
+    async with ctx.uow() as uow:
+        await uow.audit.append(AuditEntry(actor=ctx.actor, action="server.trust",
+                                          target=f"server {name}", after={"fingerprint": fingerprint}))
+        await uow.commit()
+    return fingerprint

@@ -1,0 +1,82 @@
+"""Rendering for people (aligned tables, short summaries) and for programs (JSON)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from mer.domain import RunRecord, Server, WeightRevision, WorkerInfo
+
+__all__ = ["dumps", "run_image", "run_summary", "table", "weight_image", "when"]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_default, ensure_ascii=False)
+
+
+def when(ts: datetime | None) -> str:
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[("-" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines) + "\n"
+
+
+def run_image(r: RunRecord, full: bool = False) -> dict[str, Any]:
+    image: dict[str, Any] = {
+        "id": str(r.id), "model": r.model, "version": r.version, "server": r.server,
+        "kind": str(r.kind), "status": str(r.status), "exit_code": r.exit_code,
+        "started_at": r.started_at, "finished_at": r.finished_at,
+        "duration_ms": None if r.duration_ms is None else round(r.duration_ms, 3),
+        "os_user": r.os_user, "weight_revisions": r.weight_revisions,
+        "bytes_in": r.bytes_in, "bytes_out": r.bytes_out, "result": r.result, "error": r.error,
+    }
+    if full:
+        image["stdout"], image["stderr"] = r.stdout, r.stderr
+    return image
+
+
+def run_summary(r: RunRecord) -> str:
+    ms = r.duration_ms or 0.0
+    dur = f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.1f} ms"
+    code = "-" if r.exit_code is None else str(r.exit_code)
+    tail = f": {r.error}" if r.error and str(r.status) != "succeeded" else ""
+    return f"{r.status} (exit {code}) in {dur}; run {str(r.id)[:8]}{tail}"
+
+
+def weight_image(w: WeightRevision, head: int | None = None, values: bool = True) -> dict[str, Any]:
+    image: dict[str, Any] = {
+        "name": w.name, "revision": w.revision, "length": w.length, "sha256": w.sha256,
+        "author": w.author, "note": w.note, "created_at": w.created_at,
+    }
+    if values:
+        vals = w.values.tolist()
+        image["values"] = vals if head is None else vals[:head]
+    return image
+
+
+def server_rows(servers: Sequence[Server]) -> list[list[Any]]:
+    return [[s.name, s.kind, s.host or "", s.port or "", s.user or "", s.max_runs,
+             "yes" if s.enabled else "no"] for s in servers]
+
+
+def worker_rows(workers: Sequence[WorkerInfo]) -> list[list[Any]]:
+    return [[w.server, f"{w.model}@{w.version}", w.pid, when(w.started_at), w.requests]
+            for w in workers]
