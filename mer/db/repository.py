@@ -391,13 +391,19 @@ class SqlWeightRepository(_Repo):
             return list(rows)
 
 
+def _storable(text: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; a model's output may. Keep it visible as U+FFFD."""
+    return text.replace("\x00", "\ufffd") if text else text
+
+
 class SqlRunRepository(_Repo):
     @staticmethod
     def _values(r: RunRecord) -> dict[str, Any]:
         return dict(
             status=str(r.status), exit_code=r.exit_code, finished_at=r.finished_at,
-            bytes_in=r.bytes_in, bytes_out=r.bytes_out, stdout=r.stdout, stderr=r.stderr,
-            result=r.result, error=r.error, weight_revisions=dict(r.weight_revisions),
+            bytes_in=r.bytes_in, bytes_out=r.bytes_out, stdout=_storable(r.stdout),
+            stderr=_storable(r.stderr), result=r.result, error=_storable(r.error),
+            weight_revisions=dict(r.weight_revisions),
         )
 
     async def start(self, record: RunRecord) -> None:
