@@ -185,7 +185,7 @@ class ProcessExecutor:
                 code = await proc.wait()
             status = RunStatus.SUCCEEDED if code == 0 else RunStatus.FAILED
             if code != 0:
-                error = f"exit status {code}"
+                error = f"exit status {code}" if code is not None else "killed by a signal"
         except TimeoutError:
             status, error = RunStatus.TIMEOUT, f"timed out after {request.timeout:g} s"
             await self._stop(proc, tasks)

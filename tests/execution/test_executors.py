@@ -1,0 +1,194 @@
+"""Executors against real processes: locally and over a real sshd (same tests, both)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mer.domain import RunRequest, RunStatus, Server
+from mer.errors import ConnectError, HostKeyError, WorkerError
+from mer.execution.interface import Sinks
+from mer.execution.local import LocalExecutor
+from mer.execution.ssh import SshExecutor
+
+MODELS = Path(__file__).resolve().parents[2] / "examples" / "models"
+CAP = 64 * 1024
+
+
+class Target:
+    def __init__(self, executor: Any, server: Server, python: str) -> None:
+        self.executor, self.server, self.python = executor, server, python
+
+    def request(self, model: str, payload: dict[str, Any] | None = None, **kw: Any) -> RunRequest:
+        command = kw.pop("command", None) or [self.python, str(MODELS / f"{model}.py")]
+        return RunRequest(model=model, version="1", command=command, payload=payload or {}, **kw)
+
+    async def run(self, model: str, payload: dict[str, Any] | None = None, sinks: Sinks | None = None,
+                  **kw: Any):
+        return await self.executor.run(self.request(model, payload, **kw), self.server, sinks)
+
+
+@pytest.fixture(params=["local", "ssh"])
+async def target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
+    if request.param == "local":
+        ex: Any = LocalExecutor(output_cap=CAP, grace=0.5)
+        yield Target(ex, Server(name="local"), sys.executable)
+    else:
+        sshd = request.getfixturevalue("sshd_server")
+        ex = SshExecutor(output_cap=CAP, grace=0.5)
+        yield Target(ex, sshd.server, "python3")
+    await ex.close()
+
+
+def _remote_ps(target: Target) -> str:
+    return subprocess.run(["ps", "-eo", "pid,pgid,args"], capture_output=True, text=True).stdout
+
+
+async def test_echo_round_trip(target: Target) -> None:
+    got: list[bytes] = []
+    result = await target.run("echo", {"input": {"x": [1, 2]}, "model": "echo"},
+                              Sinks(stdout=got.append))
+    assert result.status is RunStatus.SUCCEEDED and result.exit_code == 0
+    assert result.result == {"echo": {"input": {"x": [1, 2]}, "model": "echo"}}
+    assert b"".join(got).startswith(b'{"echo"')
+    assert "got input" in result.stderr and result.bytes_in > 0
+
+
+async def test_failure_and_exit_code(target: Target) -> None:
+    result = await target.run("crash")
+    assert result.status is RunStatus.FAILED and result.exit_code == 3
+    assert "crashed on purpose" in result.stderr
+
+
+async def test_arguments_reach_the_model_literally(target: Target, tmp_path: Path) -> None:
+    marker = f"/tmp/mer-injection-{uuid.uuid4().hex}"
+    args = [f"; touch {marker}", "$(id)", "-n", "`id`", "a b", "'q'", '"dq"', "*", "\\"]
+    code = "import json, sys; print(json.dumps({'argv': sys.argv[1:]}))"
+    result = await target.run("argv", command=[target.python, "-c", code, *args])
+    assert result.status is RunStatus.SUCCEEDED, result.stderr
+    assert result.result == {"argv": args}
+    assert not Path(marker).exists()
+
+
+async def test_worker_serves_many_requests_on_one_process(target: Target) -> None:
+    pids = set()
+    for i in range(1000):
+        r = await target.run("linear_worker", {"input": {"x": [1, i]}, "weights": {"w": [2, 1]},
+                                               "parameters": {"bias": 0.5}}, mode="worker")
+        assert r.status is RunStatus.SUCCEEDED and r.result == {"y": 2.5 + i}
+        pids.add(target.executor.workers()[0].pid)
+    assert len(pids) == 1
+    assert target.executor.workers()[0].requests == 1000
+    bad = await target.run("linear_worker", {"input": {"x": [1]}, "weights": {"w": [2, 1]}}, mode="worker")
+    assert bad.status is RunStatus.FAILED and "has 1 values" in bad.error
+    assert await target.executor.stop_worker(target.server, "linear_worker") == 1
+    assert target.executor.workers() == []
+
+
+async def test_mer_framing_worker_and_rejected_request(target: Target) -> None:
+    logs: list[bytes] = []
+    r = await target.run("mer_echo", {"input": "hello"}, Sinks(stdout=logs.append),
+                         mode="worker", framing="mer", timeout=5)
+    assert r.status is RunStatus.SUCCEEDED and r.result == "HELLO"
+    assert b"loading" in b"".join(logs)  # load logs before the ready marker
+    rejected = await target.run("mer_echo", {"input": "bad"}, mode="worker", framing="mer", timeout=0.5)
+    assert rejected.status is RunStatus.TIMEOUT and "rejected" in rejected.stderr
+    again = await target.run("mer_echo", {"input": "still here"}, mode="worker", framing="mer", timeout=5)
+    assert again.status is RunStatus.SUCCEEDED and again.result == "STILL HERE"
+    assert len(target.executor.workers()) == 1
+
+
+async def test_worker_that_dies_is_restarted(target: Target) -> None:
+    r = await target.run("linear_worker", {"input": {"x": [1]}, "weights": {"w": [1]}}, mode="worker")
+    pid = target.executor.workers()[0].pid
+    await target.executor.stop_worker(target.server, "linear_worker")
+    r = await target.run("linear_worker", {"input": {"x": [3]}, "weights": {"w": [1]}}, mode="worker")
+    assert r.result == {"y": 3.0} and target.executor.workers()[0].pid != pid
+
+
+async def test_worker_without_ready_line_fails_clearly(target: Target) -> None:
+    with pytest.raises(WorkerError, match="exited with status 3 before it was ready"):
+        await target.run("crash", mode="worker", timeout=5)
+
+
+async def test_large_output_on_both_streams_without_reading_stdin(target: Target) -> None:
+    t0 = time.monotonic()
+    r = await target.run("noisy", command=[target.python, str(MODELS / "noisy.py"), "50"], timeout=120)
+    assert r.status is RunStatus.SUCCEEDED
+    assert r.bytes_out == 2 * 50 * 1024 * 1024
+    assert len(r.stdout) < CAP + 200 and "bytes not kept" in r.stdout
+    assert r.stdout.startswith("x") and r.stderr.endswith("x\n")
+    assert time.monotonic() - t0 < 120
+
+
+async def test_one_megabyte_line_without_newline(target: Target) -> None:
+    code = "import sys; sys.stdout.write('y' * 1048576)"
+    seen: list[bytes] = []
+    r = await target.run("long", command=[target.python, "-c", code], sinks=Sinks(stdout=seen.append))
+    assert r.status is RunStatus.SUCCEEDED and sum(map(len, seen)) == 1048576
+    assert r.result is None
+
+
+async def test_invalid_utf8_and_nul_bytes(target: Target) -> None:
+    code = "import os; os.write(1, b'ok\\xff\\xfe\\x00end\\n'); os.write(2, b'\\xc3(\\n')"
+    r = await target.run("bytes", command=[target.python, "-c", code])
+    assert r.status is RunStatus.SUCCEEDED
+    assert r.stdout == "ok\ufffd\ufffd\x00end\n" and "\ufffd" in r.stderr
+
+
+async def test_timeout_kills_the_whole_process_group(target: Target) -> None:
+    tag = uuid.uuid4().hex[:8]
+    r = await target.run("sleeper", command=["sh", "-c", f"sleep 999{tag[:0]} | cat; echo {tag}"],
+                         timeout=1)
+    assert r.status is RunStatus.TIMEOUT and "timed out" in r.error
+    await asyncio.sleep(0.3)
+    ps = _remote_ps(target)
+    assert f"echo {tag}" not in ps and "sleep 999" not in ps
+
+
+async def test_cancel_mid_run_kills_the_model(target: Target) -> None:
+    ticks: list[bytes] = []
+    task = asyncio.ensure_future(target.run("slow", {"input": {"seconds": 60}},
+                                            Sinks(stdout=ticks.append)))
+    for _ in range(100):
+        if ticks:
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.3)
+    assert "slow.py" not in _remote_ps(target)
+
+
+async def test_concurrent_runs_share_one_connection(target: Target) -> None:
+    results = await asyncio.gather(*(target.run("echo", {"input": i}) for i in range(8)))
+    assert [r.result["echo"]["input"] for r in results] == list(range(8))
+    if isinstance(target.executor, SshExecutor):
+        assert len(target.executor._connections) == 1
+
+
+async def test_missing_program_is_a_clear_error() -> None:
+    from mer.errors import ExecutionError
+
+    ex = LocalExecutor()
+    with pytest.raises(ExecutionError, match="not found"):
+        await ex.run(RunRequest("m", "1", ["/nonexistent/model"], {}), Server(name="local"))
+
+
+async def test_workdir_is_honoured(target: Target, tmp_path: Path) -> None:
+    r = await target.run("cwd", command=[target.python, "-c", "import os; print(os.getcwd())"],
+                         workdir="/tmp", env={"MER_TEST_VAR": "a b"})
+    assert r.stdout.strip() == "/tmp"
+    r = await target.run("env", command=[target.python, "-c",
+                                         "import os; print(os.environ['MER_TEST_VAR'])"],
+                         env={"MER_TEST_VAR": "a b; $(id)"})
+    assert r.stdout.strip() == "a b; $(id)"

@@ -1,0 +1,115 @@
+"""SSH-only behaviour against a real sshd: host keys, client keys, a dying server."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+
+from mer.domain import RunRequest, RunStatus
+from mer.errors import ConnectError, HostKeyError
+from mer.execution.interface import Sinks
+from mer.execution.ssh import SshExecutor, build_remote_command
+
+MODELS = Path(__file__).resolve().parents[2] / "examples" / "models"
+
+
+def _echo() -> RunRequest:
+    return RunRequest("echo", "1", ["python3", str(MODELS / "echo.py")], {"input": 1})
+
+
+async def test_unknown_host_key_is_refused_then_trusted(sshd_server, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    server = dataclasses.replace(sshd_server.server, known_hosts=str(empty))
+    ex = SshExecutor()
+    try:
+        with pytest.raises(HostKeyError, match=r"not known: ssh-ed25519 SHA256:\S+; .*server trust"):
+            await ex.run(_echo(), server)
+        check = await ex.check(server)
+        assert check.reachable and check.host_key_known is False
+        fp = await ex.trust(server)
+        assert fp.startswith("ssh-ed25519 SHA256:")
+        assert empty.read_text().startswith(f"[127.0.0.1]:{sshd_server.port} ssh-ed25519 ")
+        result = await ex.run(_echo(), server)
+        assert result.status is RunStatus.SUCCEEDED
+        check = await ex.check(server)
+        assert check.host_key_known is True and check.latency_ms is not None
+    finally:
+        await ex.close()
+
+
+async def test_changed_host_key_is_refused(sshd_server, tmp_path: Path) -> None:
+    import subprocess
+
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    kind, b64 = (other.with_suffix(".pub")).read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd_server.port} {kind} {b64}\n")
+    ex = SshExecutor()
+    try:
+        with pytest.raises(HostKeyError, match="has CHANGED"):
+            await ex.run(_echo(), dataclasses.replace(sshd_server.server, known_hosts=str(known)))
+    finally:
+        await ex.close()
+
+
+async def test_wrong_client_key_is_refused(sshd_server) -> None:
+    server = dataclasses.replace(sshd_server.server, identity_file=str(sshd_server.wrong_key))
+    ex = SshExecutor()
+    try:
+        with pytest.raises(ConnectError, match="refused every key"):
+            await ex.run(_echo(), server)
+    finally:
+        await ex.close()
+
+
+async def test_unreachable_server_fails_fast(sshd_server) -> None:
+    server = dataclasses.replace(sshd_server.server, port=1)
+    ex = SshExecutor()
+    try:
+        with pytest.raises(ConnectError, match="cannot connect"):
+            await ex.run(_echo(), server)
+        assert (await ex.check(server)).reachable is False
+    finally:
+        await ex.close()
+
+
+async def test_server_killed_mid_run_is_lost_and_next_run_reconnects(sshd_server) -> None:
+    ex = SshExecutor(grace=0.2)
+    server = sshd_server.server
+    slow = RunRequest("slow", "1", ["python3", str(MODELS / "slow.py")], {"input": {"seconds": 30}},
+                      timeout=60)
+    ticks: list[bytes] = []
+    try:
+        task = asyncio.ensure_future(ex.run(slow, server, Sinks(stdout=ticks.append)))
+        for _ in range(200):
+            if ticks:
+                break
+            await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        sshd_server.stop()
+        result = await asyncio.wait_for(task, 20)
+        assert result.status is RunStatus.LOST and "connection" in result.error
+        assert time.monotonic() - t0 < 20
+        sshd_server.start()
+        again = await ex.run(_echo(), server)
+        assert again.status is RunStatus.SUCCEEDED
+    finally:
+        if sshd_server.proc is None:
+            sshd_server.start()
+        await ex.close()
+
+
+def test_remote_command_quotes_everything() -> None:
+    req = RunRequest("m", "1", ["prog"], {}, workdir="/d ir", env={"A": "x y"})
+    cmd = build_remote_command(req, ["prog", "$(id)", "; rm -rf /"])
+    assert cmd.startswith("exec env 'A=x y' setsid -w sh -c ")
+    import shlex
+
+    parts = shlex.split(cmd)
+    assert "cd '/d ir' || exit 126" in parts[parts.index("-c") + 1]
+    assert parts[-3:] == ["prog", "$(id)", "; rm -rf /"]
