@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mer.domain import RunRequest, RunStatus, Server
-from mer.errors import ConnectError, HostKeyError, WorkerError
+from mer.errors import WorkerError
 from mer.execution.interface import Sinks
 from mer.execution.local import LocalExecutor
 from mer.execution.ssh import SshExecutor

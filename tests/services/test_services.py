@@ -1,0 +1,208 @@
+"""Service use cases against in-memory fakes: policy, audit, conflicts, the access log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from mer.domain import ModelConfig, RunKind, RunResult, RunStatus, Server
+from mer.errors import (
+    AlreadyExists,
+    ConflictError,
+    EditNotAllowed,
+    ExecutionError,
+    ModelNotFound,
+    UsageError,
+    WeightNotFound,
+)
+from mer.services import models as model_svc
+from mer.services import runs as run_svc
+from mer.services import servers as server_svc
+from mer.services import weights as weight_svc
+from mer.services.context import ServiceContext
+from tests.fakes import FakeExecutor, FakeRegistry, FakeStore, FakeUnitOfWork
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def executor() -> FakeExecutor:
+    return FakeExecutor()
+
+
+def _ctx(store: FakeStore, executor: FakeExecutor, allow_edit: bool = True) -> ServiceContext:
+    return ServiceContext(uow=lambda: FakeUnitOfWork(store), executors=FakeRegistry(executor),
+                          allow_edit=allow_edit, actor="tester")
+
+
+@pytest.fixture
+async def ctx(store: FakeStore, executor: FakeExecutor) -> ServiceContext:
+    c = _ctx(store, executor)
+    await server_svc.add_server(c, Server(name="local"))
+    await model_svc.add_model(c, ModelConfig(name="lin", server="local", command=["python3", "lin.py"]))
+    await weight_svc.set_weights(c, "lin", "w", [1.0, 2.0])
+    await model_svc.set_param(c, "lin", "bias", "0.5")
+    return c
+
+
+async def test_every_edit_is_refused_without_allow_edit(ctx: ServiceContext, store: FakeStore,
+                                                        executor: FakeExecutor) -> None:
+    ro = _ctx(store, executor, allow_edit=False)
+    before = json.dumps([len(store.models), len(store.weights), len(store.audit)])
+    edits = [
+        model_svc.add_model(ro, ModelConfig(name="x", server="local", command=["x"])),
+        model_svc.remove_model(ro, "lin"),
+        model_svc.set_model_enabled(ro, "lin", False),
+        model_svc.set_model_field(ro, "lin", "timeout", "3"),
+        model_svc.set_param(ro, "lin", "k", "1"),
+        model_svc.unset_param(ro, "lin", "bias"),
+        weight_svc.set_weights(ro, "lin", "w", [3.0]),
+        weight_svc.set_weight_element(ro, "lin", "w", 0, 9.0),
+        weight_svc.rollback_weights(ro, "lin", "w", 1),
+        server_svc.add_server(ro, Server(name="s2")),
+        server_svc.remove_server(ro, "local"),
+        server_svc.trust_server(ro, "local"),
+    ]
+    for edit in edits:
+        with pytest.raises(EditNotAllowed, match="start mer with --allow-edit"):
+            await edit
+    assert json.dumps([len(store.models), len(store.weights), len(store.audit)]) == before
+
+
+async def test_edits_are_audited_with_before_and_after(ctx: ServiceContext, store: FakeStore) -> None:
+    await model_svc.set_model_field(ctx, "lin", "timeout", "7.5")
+    entry = store.audit[-1]
+    assert entry.action == "model.set.timeout" and entry.actor == "tester"
+    assert entry.before["timeout"] is None and entry.after["timeout"] == 7.5
+    assert {a.action for a in store.audit} >= {"server.add", "model.add", "weights.set", "param.set"}
+
+
+async def test_stale_shown_version_is_a_conflict(ctx: ServiceContext) -> None:
+    seen = {"lin@1": 1}
+    await model_svc.set_model_field(ctx, "lin", "description", "someone else")
+    with pytest.raises(ConflictError, match="you saw version 1, it is now 2"):
+        await model_svc.set_model_field(ctx, "lin", "timeout", "3", seen)
+
+
+@pytest.mark.parametrize(("field", "value", "needle"), [
+    ("name", "x", "cannot be set"), ("timeout", "soon", "not a number"),
+    ("mode", "forever", "mode 'forever'"), ("env", "[1]", "JSON object"),
+    ("command", "'unclosed", "command"), ("enabled", "maybe", "not true or false"),
+])
+async def test_bad_field_values(ctx: ServiceContext, field: str, value: str, needle: str) -> None:
+    with pytest.raises(UsageError, match=needle):
+        await model_svc.set_model_field(ctx, "lin", field, value)
+
+
+async def test_duplicate_model_and_missing_model(ctx: ServiceContext) -> None:
+    with pytest.raises(AlreadyExists):
+        await model_svc.add_model(ctx, ModelConfig(name="lin", server="local", command=["x"]))
+    with pytest.raises(ModelNotFound, match="model 'nope' not found; see `models`"):
+        await model_svc.show_model(ctx, "nope")
+
+
+async def test_params_json_values(ctx: ServiceContext) -> None:
+    values = await model_svc.set_param(ctx, "lin", "layers", "[64, 32]")
+    assert values["layers"] == [64, 32] and values["bias"] == 0.5
+    values = await model_svc.set_param(ctx, "lin", "name", "plain text")
+    assert values["name"] == "plain text"
+    assert "bias" not in await model_svc.unset_param(ctx, "lin", "bias")
+    with pytest.raises(UsageError, match="no parameter"):
+        await model_svc.unset_param(ctx, "lin", "bias")
+
+
+async def test_weights_set_element_history_rollback(ctx: ServiceContext) -> None:
+    r2 = await weight_svc.set_weight_element(ctx, "lin", "w", 1, 5.0)
+    assert r2.revision == 2 and r2.values.tolist() == [1.0, 5.0]
+    with pytest.raises(UsageError, match="outside"):
+        await weight_svc.set_weight_element(ctx, "lin", "w", 7, 1.0)
+    r3 = await weight_svc.rollback_weights(ctx, "lin", "w", 1)
+    assert r3.revision == 3 and r3.values.tolist() == [1.0, 2.0] and "rollback" in r3.note
+    assert [h.revision for h in await weight_svc.weight_history(ctx, "lin", "w")] == [1, 2, 3]
+    with pytest.raises(WeightNotFound):
+        await weight_svc.rollback_weights(ctx, "lin", "w", 99)
+
+
+async def test_weight_files(tmp_path: Path) -> None:
+    import numpy as np
+
+    np.save(tmp_path / "w.npy", np.array([0.5, 1.5, -2.0]))
+    np.save(tmp_path / "i.npy", np.array([1, 2], dtype=np.int64))
+    (tmp_path / "w.json").write_text("[1, 2.5]")
+    (tmp_path / "w.csv").write_text("1,2\n3\n")
+    (tmp_path / "bad.json").write_text("[1, NaN]")
+    (tmp_path / "w.txt").write_text("1 2")
+    assert weight_svc.read_weights_file(tmp_path / "w.npy").tolist() == [0.5, 1.5, -2.0]
+    assert weight_svc.read_weights_file(tmp_path / "i.npy").tolist() == [1.0, 2.0]
+    assert weight_svc.read_weights_file(tmp_path / "w.json").tolist() == [1.0, 2.5]
+    assert weight_svc.read_weights_file(tmp_path / "w.csv").tolist() == [1.0, 2.0, 3.0]
+    with pytest.raises(UsageError, match="element 1 is nan"):
+        weight_svc.read_weights_file(tmp_path / "bad.json")
+    with pytest.raises(UsageError, match="unknown weight file type"):
+        weight_svc.read_weights_file(tmp_path / "w.txt")
+    with pytest.raises(UsageError, match="value 1 'x' is not a number"):
+        weight_svc.parse_values("1,x")
+
+
+async def test_run_builds_the_request_and_logs_start_and_finish(
+    ctx: ServiceContext, store: FakeStore, executor: FakeExecutor
+) -> None:
+    record, result = await run_svc.run_model(ctx, "lin", input={"x": [1, 2]}, params={"bias": 2})
+    req = executor.requests[-1]
+    assert req.payload["weights"] == {"w": [1.0, 2.0]} and req.payload["parameters"] == {"bias": 2}
+    assert req.payload["input"] == {"x": [1, 2]} and req.payload["run_id"] == str(record.id)
+    stored = store.runs[record.id]
+    assert stored.status is RunStatus.SUCCEEDED and stored.weight_revisions == {"w": 1}
+    assert stored.finished_at is not None and stored.result == {"ok": True}
+
+
+async def test_failed_and_train_runs(ctx: ServiceContext, store: FakeStore, executor: FakeExecutor) -> None:
+    executor.result = RunResult(status=RunStatus.FAILED, exit_code=3, error="exit status 3")
+    record, _ = await run_svc.run_model(ctx, "lin")
+    assert store.runs[record.id].status is RunStatus.FAILED
+    with pytest.raises(UsageError, match="no training command"):
+        await run_svc.run_model(ctx, "lin", kind=RunKind.TRAIN)
+
+
+async def test_executor_error_is_recorded_then_raised(ctx: ServiceContext, store: FakeStore,
+                                                      executor: FakeExecutor) -> None:
+    executor.error = ExecutionError("cannot start lin@1: python3 not found")
+    with pytest.raises(ExecutionError):
+        await run_svc.run_model(ctx, "lin")
+    (record,) = store.runs.values()
+    assert record.status is RunStatus.FAILED and "not found" in record.error
+
+
+async def test_cancelled_run_is_recorded_cancelled(ctx: ServiceContext, store: FakeStore,
+                                                   executor: FakeExecutor) -> None:
+    executor.hang = True
+    task = asyncio.ensure_future(run_svc.run_model(ctx, "lin"))
+    while not store.runs:
+        await asyncio.sleep(0.01)
+    (record,) = store.runs.values()
+    assert record.status is RunStatus.RUNNING  # written before the model starts
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (record,) = store.runs.values()
+    assert record.status is RunStatus.CANCELLED and record.finished_at is not None
+
+
+async def test_run_input_and_params_parsing(tmp_path: Path) -> None:
+    (tmp_path / "in.json").write_text('{"x": [1]}')
+    (tmp_path / "in.txt").write_text("hello")
+    assert run_svc.load_input(tmp_path / "in.json") == {"x": [1]}
+    assert run_svc.load_input(tmp_path / "in.txt") == "hello"
+    with pytest.raises(UsageError, match="not both"):
+        run_svc.load_input(tmp_path / "in.txt", "1")
+    with pytest.raises(UsageError, match="cannot read --input"):
+        run_svc.load_input(tmp_path / "missing.json")
+    assert run_svc.parse_param_overrides(["a=1", "b=x", "c=[1]"]) == {"a": 1, "b": "x", "c": [1]}
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        run_svc.parse_param_overrides(["novalue"])
