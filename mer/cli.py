@@ -75,6 +75,8 @@ def _run_script(shell: object, lines: Iterable[str], stop_on_error: bool) -> Non
         before = shell.failed
         shell.failed = False
         stop = shell.onecmd_plus_hooks(line)
+        # A reader on the other end of a pipe sees each command's output as it ends.
+        shell.stdout.flush()
         failed_now = shell.failed
         shell.failed = before or failed_now
         if stop or (failed_now and stop_on_error):

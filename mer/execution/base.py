@@ -334,6 +334,8 @@ class ProcessExecutor:
             if message is not None and "id" in message and message["id"] == worker.next_id - 1:
                 if "error" in message and message["error"] is not None:
                     return message.get("result"), str(message["error"])
+                # Shown like a oneshot model's last line: the result itself, as JSON.
+                sinks.stdout(json.dumps(message.get("result")).encode() + b"\n")
                 return message.get("result"), None
             sinks.stdout(raw)  # a log line, or a late answer to an earlier request
 
