@@ -160,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
                 return EXIT_INTERRUPTED
             except SystemExit as exc:
                 return int(exc.code) if isinstance(exc.code, int) else 1
-            exit_code = (shell.exit_code or 1) if shell.failed else 0
+            if shell.exit_code >= 128:  # stopped by a signal (SIGTERM, SIGHUP)
+                exit_code = shell.exit_code
+            else:
+                exit_code = (shell.exit_code or 1) if shell.failed else 0
     finally:
         _close(bridge, started)
     return exit_code

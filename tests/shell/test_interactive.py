@@ -1,0 +1,125 @@
+"""The real `mer` process on a pty (pexpect) and side by side with another shell; the
+shell on PostgreSQL and over SSH."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.shell.conftest import BIN, Mer
+
+PROMPT = "mer>"  # prompt_toolkit draws the trailing space with cursor moves
+
+
+def _spawn(mer: Mer, *args: str) -> pexpect.spawn:
+    env = {**mer.env, "PROMPT_TOOLKIT_NO_CPR": "1"}  # pexpect answers no cursor queries
+    child = pexpect.spawn(str(BIN / "mer"), list(args), env=env, encoding="utf-8",
+                          timeout=30, dimensions=(40, 200))
+    child.expect_exact(PROMPT)
+    return child
+
+
+def test_pty_prompt_completion_and_ctrl_c(mer: Mer) -> None:
+    child = _spawn(mer)
+    try:
+        time.sleep(1.0)  # let the background refresh fill the completion cache
+        child.send("show line\t")
+        child.expect("linear")
+        child.send("\x15")  # clear the line
+        child.sendline("run slow --data '{\"seconds\": 60}'")
+        child.expect("tick 1")
+        child.sendintr()
+        child.expect("cancelled")
+        child.expect_exact(PROMPT)
+        child.sendline("runs --json --limit 1")
+        child.expect(r"\[\{.*\}\]")
+        record = json.loads(child.after)[0]
+        assert record["model"] == "slow" and record["status"] == "cancelled"
+        assert record["finished_at"] is not None
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert "slow.py" not in ps
+        child.sendline("quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+
+
+def test_sigterm_mid_run_completes_the_access_log_row(mer: Mer) -> None:
+    proc = mer.popen("-c", "run slow --data '{\"seconds\": 60}'", stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "tick 1" in line
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    record = json.loads(mer("--json", "-c", "runs --limit 1").stdout)[0]
+    assert record["status"] == "cancelled" and record["finished_at"]
+
+
+def test_two_shells_see_each_others_edits_and_conflicts(mer: Mer) -> None:
+    a = mer.popen("--allow-edit", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE)
+    assert a.stdin is not None and a.stdout is not None and a.stderr is not None
+
+    def say(line: str) -> None:
+        a.stdin.write(line + "\n")
+        a.stdin.flush()
+
+    try:
+        say("show echo --json")
+        seen = json.loads(a.stdout.readline())
+        assert seen["row_version"] == 1
+        other = mer("--allow-edit", "-c", "set echo description changed-elsewhere")
+        assert other.returncode == 0, other.stderr
+        say("set echo timeout 3")  # A saw version 1: stale
+        assert "was changed by someone else since you read it" in a.stderr.readline()
+        say("show echo --json")
+        fresh = json.loads(a.stdout.readline())
+        assert fresh["description"] == "changed-elsewhere" and fresh["row_version"] == 2
+        say("set echo timeout 3")  # after reloading, the edit goes through
+        assert "row version 3" in a.stdout.readline()
+        assert json.loads(mer("--json", "-c", "show echo").stdout)["timeout"] == 3
+    finally:
+        a.stdin.close()
+        assert a.wait(timeout=30) == 1  # one command (the stale edit) failed
+
+
+@pytest.mark.postgres
+def test_shell_on_postgres(tmp_path: Path, pg_url: str) -> None:
+    import asyncio
+
+    from tests.fixtures_pg import _reset_pg
+
+    asyncio.run(_reset_pg(pg_url))
+    mer = Mer(tmp_path, database_url=pg_url)
+    done = mer("--allow-edit", stdin="run linear --data '{\"x\": [1, 1, 1]}'\n"
+                                     "param linear set bias 1.5\nshow linear --json\n")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["parameters"] == {"bias": 1.5}
+    runs = json.loads(mer("--json", "-c", "runs").stdout)
+    assert runs[0]["status"] == "succeeded" and runs[0]["result"] == {"y": 2.0}
+
+
+@pytest.mark.ssh
+def test_run_over_ssh_through_the_shell(mer: Mer, sshd_server) -> None:
+    s = sshd_server.server
+    models = Path(__file__).resolve().parents[2] / "examples" / "models"
+    script = (
+        f"server add box --kind ssh --host {s.host} --port {s.port} --user {s.user} "
+        f"--identity {s.identity_file} --known-hosts {s.known_hosts}\n"
+        f"ping box\n"
+        f"model add remote-echo --server box --command \"python3 {models / 'echo.py'}\"\n"
+        "run remote-echo --data '\"over ssh\"'\n"
+    )
+    done = mer("--allow-edit", stdin=script)
+    assert done.returncode == 0, done.stderr
+    assert "box: reachable; host key known" in done.stdout
+    assert '"input": "over ssh"' in done.stdout
+    record = json.loads(mer("--json", "-c", "runs --limit 1").stdout)[0]
+    assert record["server"] == "box" and record["status"] == "succeeded"
