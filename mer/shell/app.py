@@ -383,7 +383,8 @@ class MerShell(cmd2.Cmd):
     )
     weights_parser.add_argument("model", choices_provider=_models,
                                 help="MODEL[@VERSION], or `set` / `rollback`")
-    weights_parser.add_argument("rest", nargs="*", help="NAME, or the edit's arguments")
+    weights_parser.add_argument("rest", nargs="*", choices_provider=_weights,
+                                help="NAME, or the edit's arguments")
     weights_parser.add_argument("--history", action="store_true", help="every revision of NAME")
     weights_parser.add_argument("--head", type=int, help="show the first N values")
     weights_parser.add_argument("--values", help="(set) comma-separated numbers")
