@@ -106,6 +106,10 @@ class SshdFixture:
         self.proc.wait(timeout=10)
         self.proc = None
 
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
 
 def _descendants(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
@@ -121,10 +125,8 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-@pytest.fixture(scope="session")
-def sshd_server() -> Iterator[SshdFixture]:
-    if not Path(SSHD).exists() or shutil.which("ssh-keygen") is None:
-        skip_or_fail("OpenSSH's sshd is not installed (Debian: apt-get install openssh-server)")
+def start_sshd() -> SshdFixture:
+    """Start a throwaway sshd (also used by benchmarks/bench_exec.py); ``cleanup`` it."""
     # Not under pytest's tmp dir: that is private to us, and sshd reads authorized_keys
     # as the login user.
     root = Path(tempfile.mkdtemp(prefix="mer-sshd-"))
@@ -140,7 +142,8 @@ def sshd_server() -> Iterator[SshdFixture]:
     host_pub = (root / "host_ed25519.pub").read_text().split()
     known = root / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
-    Path("/run/sshd").mkdir(exist_ok=True) if os.geteuid() == 0 else None
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(exist_ok=True)
     (root / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host_ed25519'}\n"
         f"PidFile {root / 'sshd.pid'}\nAuthorizedKeysFile {auth}\nStrictModes no\n"
@@ -151,8 +154,15 @@ def sshd_server() -> Iterator[SshdFixture]:
     fixture = SshdFixture(root=root, port=port, user=user, identity=root / "client",
                           wrong_key=root / "wrong", known_hosts=known)
     fixture.start()
+    return fixture
+
+
+@pytest.fixture(scope="session")
+def sshd_server() -> Iterator[SshdFixture]:
+    if not Path(SSHD).exists() or shutil.which("ssh-keygen") is None:
+        skip_or_fail("OpenSSH's sshd is not installed (Debian: apt-get install openssh-server)")
+    fixture = start_sshd()
     try:
         yield fixture
     finally:
-        fixture.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        fixture.cleanup()

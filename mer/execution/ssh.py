@@ -185,12 +185,32 @@ class _Connection:
 
 
 class SshProcess:
+    """A remote process on one channel. Two reader threads pump stdout and stderr into
+    asyncio StreamReaders, so a cancelled read (a worker request's timeout) never loses
+    bytes that a blocking ``recv`` already took off the channel."""
+
     def __init__(self, conn: _Connection, chan: paramiko.Channel, pgid: int | None,
-                 early: bytes) -> None:
+                 early: bytes, loop: asyncio.AbstractEventLoop) -> None:
         self._conn = conn
         self._chan = chan
         self.pid = pgid
-        self._early = early  # stdout bytes read along with the group id line
+        self._out = asyncio.StreamReader(limit=1 << 30, loop=loop)
+        self._err = asyncio.StreamReader(limit=1 << 30, loop=loop)
+        if early:  # stdout bytes that came along with the group id line
+            self._out.feed_data(early)
+        for recv, reader in ((chan.recv, self._out), (chan.recv_stderr, self._err)):
+            threading.Thread(target=self._pump, args=(recv, reader, loop), daemon=True,
+                             name="mer-ssh-read").start()
+
+    @staticmethod
+    def _pump(recv: Any, reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while data := recv(CHUNK):
+                loop.call_soon_threadsafe(reader.feed_data, bytes(data))
+        except Exception:  # noqa: BLE001 - a broken channel is an end of stream
+            pass
+        with contextlib.suppress(RuntimeError):  # the loop may be closed at exit
+            loop.call_soon_threadsafe(reader.feed_eof)
 
     def _lost(self) -> bool:
         return not self._conn.active()
@@ -207,19 +227,16 @@ class SshProcess:
         await _blocking(self._chan.shutdown_write)
 
     async def read_stdout(self) -> bytes:
-        if self._early:
-            data, self._early = self._early, b""
-            return data
-        data = await _blocking(self._chan.recv, CHUNK)
-        if not data and self._lost():
-            raise ConnectionLost("the connection dropped")
-        return bytes(data)
+        return await self._read(self._out)
 
     async def read_stderr(self) -> bytes:
-        data = await _blocking(self._chan.recv_stderr, CHUNK)
+        return await self._read(self._err)
+
+    async def _read(self, reader: asyncio.StreamReader) -> bytes:
+        data = await reader.read(CHUNK)
         if not data and self._lost():
             raise ConnectionLost("the connection dropped")
-        return bytes(data)
+        return data
 
     async def wait(self) -> int | None:
         code = await _blocking(self._chan.recv_exit_status)
@@ -287,7 +304,7 @@ class SshExecutor(ProcessExecutor):
             self._connections[key] = conn
             return conn
 
-    def _start(self, server: Server, remote: str) -> SshProcess:
+    def _start(self, server: Server, remote: str, loop: asyncio.AbstractEventLoop) -> SshProcess:
         conn = self._connection_blocking(server)
         chan = conn.open_channel()
         try:
@@ -307,12 +324,12 @@ class SshExecutor(ProcessExecutor):
             pgid: int | None = int(line)
         except ValueError:
             pgid, rest = None, buf
-        return SshProcess(conn, chan, pgid, rest)
+        return SshProcess(conn, chan, pgid, rest, loop)
 
     async def _spawn(self, request: RunRequest, server: Server, command: list[str]) -> SshProcess:
         remote = build_remote_command(request, command)
         try:
-            return await _blocking(self._start, server, remote)
+            return await _blocking(self._start, server, remote, asyncio.get_running_loop())
         except ConnectionLost as err:
             raise ConnectError(f"lost the connection to {server.name}: {err}") from err
 

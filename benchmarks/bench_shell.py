@@ -1,0 +1,119 @@
+"""The shell's own cost against a bare cmd2 app and a raw spawn, measured in one run.
+
+1. cold start: `mer -c quit` vs a bare cmd2 app running `quit` (medians of whole
+   processes). Target <= 1.3x.
+2. 10,000 piped non-run commands (`workers`, which prints a table header and touches no
+   database) vs 10,000 piped commands of a bare cmd2 app printing one line. Target:
+   mer's throughput >= 0.5x the bare app's.
+3. `run` of a model whose command is `true`, in one mer process, access log included
+   (two SQLite transactions per run) vs a raw asyncio spawn of `true` with the JSON
+   request on stdin plus two sqlite3 writes. Target <= 1.5x.
+
+    .venv/bin/python benchmarks/bench_shell.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+BARE = """
+import sys, cmd2
+class App(cmd2.Cmd):
+    def do_ping(self, _):
+        self.stdout.write("pong\\n")
+app = App(allow_cli_args=False)
+if len(sys.argv) > 1:
+    app.onecmd_plus_hooks(sys.argv[1])
+else:
+    for line in sys.stdin:
+        app.onecmd_plus_hooks(line)
+"""
+
+
+def timed(cmd: list[str], env: dict[str, str], stdin: str | None = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, input=stdin, text=True, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def median(fn, n: int) -> float:
+    return statistics.median(fn() for _ in range(n))
+
+
+async def raw_runs(db: Path, n: int) -> float:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, status TEXT, code INT)")
+    payload = (json.dumps({"model": "t", "version": "1", "parameters": {}, "weights": {},
+                           "input": None}) + "\n").encode()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        rid = uuid.uuid4().hex
+        conn.execute("INSERT INTO runs VALUES (?, 'running', NULL)", (rid,))
+        proc = await asyncio.create_subprocess_exec(
+            "true", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        await proc.communicate(payload)
+        conn.execute("UPDATE runs SET status='succeeded', code=? WHERE id=?", (proc.returncode, rid))
+    conn.close()
+    return (time.perf_counter() - t0) / n
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MER_")}
+        env.update(MER_DATA_DIR=tmp, MER_ENV_FILE=str(Path(tmp) / "none"))
+        bare = Path(tmp) / "bare.py"
+        bare.write_text(BARE)
+        mer = str(BIN / "mer")
+        subprocess.run([str(BIN / "mer-migrate"), "up"], env=env, check=True, capture_output=True)
+        subprocess.run([mer, "--allow-edit", "-c", "server add local --kind local", "-c",
+                        "model add t --server local --command true"], env=env, check=True,
+                       capture_output=True)
+
+        timed([mer, "-c", "quit"], env)
+        timed([sys.executable, str(bare), "quit"], env)
+        mer_start = median(lambda: timed([mer, "-c", "quit"], env), 15)
+        bare_start = median(lambda: timed([sys.executable, str(bare), "quit"], env), 15)
+        print("1. cold start")
+        print(f"  bare cmd2 app                 {bare_start * 1000:8.1f} ms")
+        ratio = mer_start / bare_start
+        print(f"  mer -c quit                   {mer_start * 1000:8.1f} ms   {ratio:.2f}x "
+              f"(target <= 1.3x: {'ok' if ratio <= 1.3 else 'over target'})")
+
+        n = 10_000
+        mer_pipe = timed([mer], env, "workers\n" * n)
+        bare_pipe = timed([sys.executable, str(bare)], env, "ping\n" * n)
+        thr = (n / mer_pipe) / (n / bare_pipe)
+        print(f"2. {n} piped commands")
+        print(f"  bare cmd2 app                 {bare_pipe:8.2f} s  ({n / bare_pipe:,.0f} commands/s)")
+        print(f"  mer (workers)                 {mer_pipe:8.2f} s  ({n / mer_pipe:,.0f} commands/s)  "
+              f"throughput {thr:.2f}x (target >= 0.5x: {'ok' if thr >= 0.5 else 'under target'})")
+
+        runs = 200
+        script = "run t\n" * runs
+        one = timed([mer], env, "run t\n")
+        many = timed([mer], env, script)
+        per_run = (many - one) / (runs - 1)
+        raw = asyncio.run(raw_runs(Path(tmp) / "raw.db", runs))
+        ratio = per_run / raw
+        print(f"3. run of a `true` model, access log included ({runs} runs in one process)")
+        print(f"  raw spawn + 2 sqlite3 writes  {raw * 1000:8.2f} ms")
+        print(f"  mer run                       {per_run * 1000:8.2f} ms   {ratio:.2f}x "
+              f"(target <= 1.5x: {'ok' if ratio <= 1.5 else 'over target'})")
+
+
+if __name__ == "__main__":
+    main()
