@@ -11,7 +11,7 @@ grace="${MER_STOP_GRACE:-5}"
 say() { printf 'stop_mer: %s\n' "$*" >&2; }
 
 # Is this pid still one of our mer shells (and not a recycled pid of something else)?
-is_mer() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -q 'mer'; }
+is_mer() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -Eq '(^|/)mer( |$)'; }
 
 stopped=0
 if [ -d "$run_dir/shells" ]; then

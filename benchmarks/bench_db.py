@@ -55,8 +55,9 @@ async def dal_vector(uow_factory) -> float:
         await uow.commit()
     async with uow_factory() as uow:
         got = await uow.weights.get(model.id, "w")
+    elapsed = time.perf_counter() - t0
     assert got is not None and got.values == VECTOR
-    return time.perf_counter() - t0
+    return elapsed
 
 
 INSERT = ("INSERT INTO access_log (id, model_id, model, version, server, os_user, kind, "

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import String, cast, delete, func, insert, select, update
+from sqlalchemy import String, bindparam, cast, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -396,6 +396,19 @@ def _storable(text: str | None) -> str | None:
     return text.replace("\x00", "\ufffd") if text else text
 
 
+_RUNS = RunRow.__table__
+# Prebuilt Core statements: two rows per run is the hot path of every `run`, and
+# building ORM-enabled statements per call cost more than the database work itself.
+_RUN_INSERT = insert(_RUNS)
+_RUN_FINISH = (
+    update(_RUNS)
+    .where(_RUNS.c.id == bindparam("run_id"))
+    .values({c: bindparam(c) for c in ("status", "exit_code", "finished_at", "bytes_in",
+                                       "bytes_out", "stdout", "stderr", "result", "error",
+                                       "weight_revisions")})
+)
+
+
 class SqlRunRepository(_Repo):
     @staticmethod
     def _values(r: RunRecord) -> dict[str, Any]:
@@ -408,19 +421,15 @@ class SqlRunRepository(_Repo):
 
     async def start(self, record: RunRecord) -> None:
         with map_errors():
-            await self.session.execute(
-                insert(RunRow).values(
-                    id=record.id, model_id=record.model_id, model=record.model,
-                    version=record.version, server=record.server, os_user=record.os_user,
-                    kind=str(record.kind), started_at=record.started_at, **self._values(record),
-                )
-            )
+            await self.session.execute(_RUN_INSERT, dict(
+                id=record.id, model_id=record.model_id, model=record.model,
+                version=record.version, server=record.server, os_user=record.os_user,
+                kind=str(record.kind), started_at=record.started_at, **self._values(record),
+            ))
 
     async def finish(self, record: RunRecord) -> None:
         with map_errors():
-            await self.session.execute(
-                update(RunRow).where(RunRow.id == record.id).values(**self._values(record))
-            )
+            await self.session.execute(_RUN_FINISH, dict(run_id=record.id, **self._values(record)))
 
     @staticmethod
     def _to_domain(row: RunRow) -> RunRecord:

@@ -41,7 +41,8 @@ class SqlAlchemyUnitOfWork:
     async def __aexit__(self, *exc: Any) -> None:
         assert self.session is not None
         try:
-            await self.session.rollback()  # a no-op after commit
+            if self.session.in_transaction():  # nothing to undo after a commit
+                await self.session.rollback()
         except Exception:
             # NOTE: a failed rollback (connection lost) must not mask the error that
             # brought us here; without one, report it.

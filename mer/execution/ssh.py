@@ -11,8 +11,9 @@ other ports than 22); an unknown or changed key is refused with its fingerprint 
 default key files; no password is ever used or stored.
 
 Killing: closing a channel does not kill the remote process, so every command is started
-as ``setsid -w sh -c 'echo $$; exec "$@"'``: the first stdout line is its process group
-id, and a timeout or cancel sends TERM, then KILL, to that group over a second channel.
+as ``echo $$; exec ARGV`` in the session's shell, a process-group leader: the first stdout
+line is the group id, and a timeout or cancel sends TERM, then KILL, to that group over a
+second channel.
 """
 
 from __future__ import annotations
@@ -51,16 +52,19 @@ def fingerprint(key: paramiko.PKey) -> str:
 
 def build_remote_command(request: RunRequest, command: list[str]) -> str:
     """The command line the remote user's shell runs: every argv element quoted, so
-    nothing in it is interpreted by a shell; the group id is printed first."""
+    nothing in it is interpreted by a shell.
+
+    sshd makes each session's shell a session and process-group leader (it calls
+    setsid), so that shell's ``$$`` is the group id; it prints it, then ``exec``s the
+    model in its place, which keeps the pid and so the group.
+    """
     script = "echo $$; "
     if request.workdir:
         script += f"cd {shlex.quote(request.workdir)} || exit 126; "
-    script += 'exec "$@"'
-    env = " ".join(shlex.quote(f"{k}={v}") for k, v in request.env.items())
-    prefix = f"exec env {env} " if env else "exec "
-    return f"{prefix}setsid -w sh -c {shlex.quote(script)} sh " + " ".join(
-        shlex.quote(a) for a in command
-    )
+    script += "exec "
+    if request.env:
+        script += "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in request.env.items()) + " "
+    return script + " ".join(shlex.quote(a) for a in command)
 
 
 def _host_key_name(server: Server) -> str:

@@ -205,8 +205,11 @@ class MerShell(cmd2.Cmd):
     def _servers(self) -> Choices:
         return Choices.from_values(self.cache.servers)
 
-    def _fields(self) -> Choices:
-        return Choices.from_values(self.cache.fields)
+    def _set_words(self, arg_tokens: dict[str, list[str]]) -> Choices:
+        # `set MODEL FIELD VALUE`: a model first, then one of its fields.
+        position = len(arg_tokens.get("words", [])) - 1
+        names = {0: self.cache.models, 1: self.cache.fields}.get(position, ())
+        return Choices.from_values(names)
 
     def _params(self, arg_tokens: dict[str, list[str]]) -> Choices:
         ref = (arg_tokens.get("model") or [None])[0]
@@ -657,7 +660,7 @@ class MerShell(cmd2.Cmd):
     set_parser = _parser("Set a fixed field of a model: `set MODEL FIELD VALUE` (needs "
                          "--allow-edit). With two arguments, `set NAME VALUE` changes a shell "
                          "setting (debug, timing, ...).")
-    set_parser.add_argument("words", nargs="*", choices_provider=_models,
+    set_parser.add_argument("words", nargs="*", choices_provider=_set_words,
                             help="MODEL FIELD VALUE, or SETTING VALUE")
 
     @with_argparser(set_parser)
