@@ -24,7 +24,7 @@ from pathlib import Path
 from mer.db.engine import create_engine
 from mer.db.migrate import upgrade
 from mer.db.uow import make_uow_factory
-from mer.domain import RunRecord, RunStatus, Server, ModelConfig, utcnow
+from mer.domain import ModelConfig, RunRecord, RunStatus, Server, utcnow
 
 PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/{db}"
 VECTOR = array("d", (i * 0.25 for i in range(1_000_000)))

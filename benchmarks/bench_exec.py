@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import socket
 import statistics
 import subprocess
@@ -172,13 +173,16 @@ async def ssh(n: int) -> None:
         await ex.run(wreq, s)
         worker_t = await median_of(n * 2, lambda: ex.run(wreq, s))
         chan = t.open_session()
-        chan.exec_command(f"python3 -c {json.dumps(RAW_ECHO)}")
+        chan.exec_command(f"python3 -c {shlex.quote(RAW_ECHO)}")
 
         def echo() -> None:
             chan.sendall(data)
             got = b""
             while not got.endswith(b"\n"):
-                got += chan.recv(65536)
+                chunk = chan.recv(65536)
+                if not chunk:
+                    raise RuntimeError("the raw echo process ended")
+                got += chunk
 
         echo()
         echo_t = median_sync(n * 2, echo)

@@ -3,8 +3,8 @@
 1. cold start: `mer -c quit` vs a bare cmd2 app running `quit` (medians of whole
    processes). Target <= 1.3x.
 2. 10,000 piped non-run commands (`workers`, which prints a table header and touches no
-   database) vs 10,000 piped commands of a bare cmd2 app printing one line. Target:
-   mer's throughput >= 0.5x the bare app's.
+   database) vs 10,000 piped commands of a bare cmd2 app's argparse command printing one
+   line (every mer command is argparse-based). Target: throughput >= 0.5x the bare app's.
 3. `run` of a model whose command is `true`, in one mer process, access log included
    (two SQLite transactions per run) vs a raw asyncio spawn of `true` with the JSON
    request on stdin plus two sqlite3 writes. Target <= 1.5x.
@@ -28,8 +28,11 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 BARE = """
-import sys, cmd2
+import sys, argparse, cmd2
+parser = cmd2.Cmd2ArgumentParser(description="ping")
+parser.add_argument("--json", action="store_true")
 class App(cmd2.Cmd):
+    @cmd2.with_argparser(parser)
     def do_ping(self, _):
         self.stdout.write("pong\\n")
 app = App(allow_cli_args=False)

@@ -42,6 +42,9 @@ __all__ = ["SshExecutor", "build_remote_command", "fingerprint"]
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE = 10
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="mer-ssh")
+# Two per live remote process (workers hold theirs for their lifetime); pooled, because
+# starting two threads per run cost more than the run's own round trips.
+_READERS = concurrent.futures.ThreadPoolExecutor(max_workers=512, thread_name_prefix="mer-ssh-read")
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -203,8 +206,7 @@ class SshProcess:
         if early:  # stdout bytes that came along with the group id line
             self._out.feed_data(early)
         for recv, reader in ((chan.recv, self._out), (chan.recv_stderr, self._err)):
-            threading.Thread(target=self._pump, args=(recv, reader, loop), daemon=True,
-                             name="mer-ssh-read").start()
+            _READERS.submit(self._pump, recv, reader, loop)
 
     @staticmethod
     def _pump(recv: Any, reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop) -> None:

@@ -91,16 +91,19 @@ async def run_model(
             raise UsageError(f"server '{srv.name}' is disabled")
         parameters = dict((await uow.parameters.get(model.id)).values)
         weights = await uow.weights.latest(model.id)
-    command = model.command
-    if kind is RunKind.TRAIN:
-        if not model.train_command:
-            raise UsageError(f"model '{model.ref}' has no training command; set train_command")
-        command = model.train_command
-    parameters.update(params or {})
-    record = RunRecord(
-        model=model.name, version=model.version, server=srv.name, os_user=ctx.actor, kind=kind,
-        model_id=model.id, weight_revisions={w.name: w.revision for w in weights},
-    )
+        command = model.command
+        if kind is RunKind.TRAIN:
+            if not model.train_command:
+                raise UsageError(f"model '{model.ref}' has no training command; set train_command")
+            command = model.train_command
+        parameters.update(params or {})
+        record = RunRecord(
+            model=model.name, version=model.version, server=srv.name, os_user=ctx.actor,
+            kind=kind, model_id=model.id, weight_revisions={w.name: w.revision for w in weights},
+        )
+        # The access-log row is committed with the reads, before the model starts.
+        await uow.runs.start(record)
+        await uow.commit()
     request = RunRequest(
         model=model.name, version=model.version, command=command,
         payload={
@@ -111,9 +114,6 @@ async def run_model(
         mode=model.mode if kind is RunKind.RUN else "oneshot", framing=model.framing,
         workdir=model.workdir, env=model.env, timeout=timeout or model.timeout, run_id=record.id,
     )
-    async with ctx.uow() as uow:
-        await uow.runs.start(record)
-        await uow.commit()
     result: RunResult | None = None
     try:
         async with ctx.slots(srv.name, srv.max_runs):
