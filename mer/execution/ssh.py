@@ -100,7 +100,13 @@ class _Connection:
                 f"cannot connect to {s.name} ({s.host}:{s.port or 22}): {err.strerror or err}"
             ) from err
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Liveness deadline: a server that vanishes without closing the connection (power
+        # loss, a cut network) is declared dead after ~KEEPALIVE + 3 * 5 s instead of the
+        # kernel's default two hours, and its runs end as `lost`.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", KEEPALIVE), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
         transport = paramiko.Transport(sock)
         try:
             transport.start_client(timeout=CONNECT_TIMEOUT)

@@ -126,6 +126,7 @@ class MerShell(cmd2.Cmd):
         self._refreshing: concurrent.futures.Future[Any] | None = None
         self._seen_versions: dict[str, int] = {}  # model ref -> row version shown
         self.aliases.update(MER_ALIASES)
+        self.remove_settable("editor")  # its `edit` command is removed
         if not allow_edit:
             for command in EDIT_COMMANDS:
                 self.disable_command(command, str(EditNotAllowed()))
