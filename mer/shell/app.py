@@ -178,7 +178,7 @@ class MerShell(cmd2.Cmd):
         return self.json_output or bool(getattr(args, "json", False))
 
     def _after_command(self, data: cmd2.plugin.PostcommandData) -> cmd2.plugin.PostcommandData:
-        if data.statement.command in ("model", "set", "param", "server", "weights", "refresh"):
+        if data.statement.command in ("model", "set", "param", "server", "weights"):
             self.refresh_cache()
         return data
 
@@ -499,7 +499,7 @@ class MerShell(cmd2.Cmd):
     @_reports
     def do_refresh(self, _: argparse.Namespace) -> None:
         """Refresh completion names."""
-        self.call(build_cache(self.ctx))  # surfaces errors; the hook swaps the cache in
+        self.cache = self.call(build_cache(self.ctx))
 
     # -- run commands -----------------------------------------------------------------
 

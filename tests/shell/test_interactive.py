@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pexpect
@@ -28,7 +27,8 @@ def _spawn(mer: Mer, *args: str) -> pexpect.spawn:
 def test_pty_prompt_completion_and_ctrl_c(mer: Mer) -> None:
     child = _spawn(mer)
     try:
-        time.sleep(1.0)  # let the background refresh fill the completion cache
+        child.sendline("refresh")  # the background refresh may still be running: be sure
+        child.expect_exact(PROMPT)
         child.send("show line\t")
         child.expect("linear")
         child.send("\x15")  # clear the line
