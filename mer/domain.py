@@ -28,6 +28,7 @@ __all__ = [
     "RunRequest",
     "RunResult",
     "RunStatus",
+    "RunTarget",
     "Server",
     "ServerCheck",
     "WeightRevision",
@@ -147,6 +148,16 @@ def to_vector(values: Iterable[float] | array) -> array:
 def vector_sha256(values: array) -> str:
     """sha256 of the vector's little-endian float64 bytes (the stored form)."""
     return hashlib.sha256(values.tobytes()).hexdigest()
+
+
+@dataclass(slots=True)
+class RunTarget:
+    """What a run needs of a model, read in one round trip: the model, its server and
+    its parameters."""
+
+    model: ModelConfig
+    server: Server
+    parameters: dict[str, Any]
 
 
 @dataclass(slots=True)

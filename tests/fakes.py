@@ -17,6 +17,7 @@ from mer.domain import (
     RunRequest,
     RunResult,
     RunStatus,
+    RunTarget,
     Server,
     ServerCheck,
     WeightRevision,
@@ -80,6 +81,14 @@ class _Models:
 
     async def get_by_id(self, model_id: UUID) -> ModelConfig | None:
         return copy.deepcopy(self.s.models.get(model_id))
+
+    async def get_run_target(self, name: str, version: str | None = None) -> RunTarget | None:
+        model = await self.get(name, version)
+        if model is None:
+            return None
+        params = self.s.params.get(model.id)
+        return RunTarget(model, copy.deepcopy(self.s.servers[model.server]),
+                         copy.deepcopy(params.values) if params else {})
 
     async def add(self, model: ModelConfig) -> ModelConfig:
         if await self.get(model.name, model.version):

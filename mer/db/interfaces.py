@@ -23,6 +23,7 @@ from mer.domain import (
     ModelParameters,
     RunRecord,
     RunStatus,
+    RunTarget,
     Server,
     WeightRevision,
 )
@@ -56,6 +57,10 @@ class ModelRepository(Protocol):
         """``version=None`` picks the highest version of that name (natural sort)."""
         ...
     async def get_by_id(self, model_id: UUID) -> ModelConfig | None: ...
+    async def get_run_target(self, name: str, version: str | None = None) -> RunTarget | None:
+        """The model (as ``get``), its server and its parameters in one round trip: the
+        hot path of every run."""
+        ...
     async def add(self, model: ModelConfig) -> ModelConfig: ...
     async def update(self, model: ModelConfig) -> ModelConfig:
         """Write every field; ``model.row_version`` must be the version read."""

@@ -28,6 +28,7 @@ from mer.domain import (
     RunKind,
     RunRecord,
     RunStatus,
+    RunTarget,
     Server,
     WeightRevision,
     to_vector,
@@ -200,6 +201,26 @@ class SqlModelRepository(_Repo):
             return None
         row, server = max(rows, key=lambda r: _natural_key(r[0].version))
         return self._to_domain(row, server)
+
+    async def get_run_target(self, name: str, version: str | None = None) -> RunTarget | None:
+        stmt = (
+            select(ModelRow, ServerRow, ParameterRow.document)
+            .join(ServerRow, ModelRow.server_id == ServerRow.id)
+            .outerjoin(ParameterRow, ParameterRow.model_id == ModelRow.id)
+            .where(ModelRow.name == name)
+        )
+        if version is not None:
+            stmt = stmt.where(ModelRow.version == version)
+        with map_errors():
+            rows = (await self.session.execute(stmt)).all()
+        if not rows:
+            return None
+        model, server, document = max(rows, key=lambda r: _natural_key(r[0].version))
+        return RunTarget(
+            model=self._to_domain(model, server.name),
+            server=SqlServerRepository._to_domain(server),
+            parameters=dict(document or {}),
+        )
 
     async def get_by_id(self, model_id: UUID) -> ModelConfig | None:
         with map_errors():

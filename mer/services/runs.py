@@ -22,9 +22,10 @@ from mer.domain import (
     RunStatus,
     Server,
     WorkerInfo,
+    parse_model_ref,
     utcnow,
 )
-from mer.errors import MerError, RunNotFound, ServerNotFound, UsageError
+from mer.errors import MerError, ModelNotFound, RunNotFound, ServerNotFound, UsageError
 from mer.execution.interface import Sinks
 from mer.services.context import ServiceContext
 from mer.services.models import find_model, parse_param_value
@@ -81,15 +82,20 @@ async def run_model(
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds")
     async with ctx.uow() as uow:
-        model = await find_model(uow, ref)
+        name, version = parse_model_ref(ref)
+        target = await uow.models.get_run_target(name, version)
+        if target is None:
+            raise ModelNotFound(ref)
+        model, srv, parameters = target.model, target.server, target.parameters
         if not model.enabled:
             raise UsageError(f"model '{model.ref}' is disabled; `model enable {model.ref}` first")
-        srv = await uow.servers.get(server or model.server)
-        if srv is None:
-            raise ServerNotFound(server or model.server)
+        if server is not None and server != srv.name:
+            override = await uow.servers.get(server)
+            if override is None:
+                raise ServerNotFound(server)
+            srv = override
         if not srv.enabled:
             raise UsageError(f"server '{srv.name}' is disabled")
-        parameters = dict((await uow.parameters.get(model.id)).values)
         weights = await uow.weights.latest(model.id)
         command = model.command
         if kind is RunKind.TRAIN:

@@ -246,3 +246,19 @@ async def test_concurrent_server_and_parameter_updates_conflict(uow_factory) -> 
     async with uow_factory() as uow:
         assert (await uow.servers.get("local")).max_runs == 7
         assert (await uow.parameters.get(model.id)).values == {"k": 2}
+
+
+async def test_run_target_reads_model_server_and_parameters_together(uow_factory) -> None:
+    model = await _seed(uow_factory)
+    async with uow_factory() as uow:
+        bare = await uow.models.get_run_target("echo")
+        assert bare.model.id == model.id and bare.server.name == "local" and bare.parameters == {}
+        await uow.parameters.set(ModelParameters(model.id, {"bias": 2}, 0))
+        await uow.models.add(dataclasses.replace(model, version="2", id=ModelConfig(
+            name="x", server="local", command=["x"]).id))
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert (await uow.models.get_run_target("echo", "1")).parameters == {"bias": 2}
+        newest = await uow.models.get_run_target("echo")
+        assert newest.model.version == "2" and newest.parameters == {}
+        assert await uow.models.get_run_target("echo", "9") is None
