@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 return int(exc.code) if isinstance(exc.code, int) else 1
             if shell.exit_code >= 128:  # stopped by a signal (SIGTERM, SIGHUP)
                 exit_code = shell.exit_code
-            else:
-                exit_code = (shell.exit_code or 1) if shell.failed else 0
+            else:  # 2 is kept for mer's own bad flags: a failed command is a failure
+                exit_code = 1 if shell.failed else 0
     finally:
         _close(bridge, started)
     return exit_code

@@ -40,9 +40,9 @@ def test_stop_on_error_stops_at_the_first_failure(mer: Mer, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(("args", "code"), [
-    (["--frobnicate"], 2), (["-c", "bogus"], 2), (["-c", "runs --limit x"], 2),
-    (["-c", "run echo --data '{oops'"], 2), (["--script", "/nonexistent.mer"], 2),
-    (["-c", "run nope"], 1),
+    (["--frobnicate"], 2), (["--script", "/nonexistent.mer"], 2),
+    (["-c", "bogus"], 1), (["-c", "runs --limit x"], 1),
+    (["-c", "run echo --data '{oops'"], 1), (["-c", "run nope"], 1),
 ])
 def test_exit_codes_and_one_line_errors(mer: Mer, args: list[str], code: int) -> None:
     done = mer(*args)
