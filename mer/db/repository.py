@@ -191,31 +191,29 @@ class SqlModelRepository(_Repo):
         models.sort(key=lambda m: (m.name, _natural_key(m.version)))
         return models
 
-    async def get(self, name: str, version: str | None = None) -> ModelConfig | None:
-        stmt = self._select().where(ModelRow.name == name)
+    async def _newest(self, stmt: Any, name: str, version: str | None) -> Any:
+        """The row of that version, or of the highest version (natural order) of name."""
+        stmt = stmt.where(ModelRow.name == name)
         if version is not None:
             stmt = stmt.where(ModelRow.version == version)
         with map_errors():
             rows = (await self.session.execute(stmt)).all()
-        if not rows:
-            return None
-        row, server = max(rows, key=lambda r: _natural_key(r[0].version))
-        return self._to_domain(row, server)
+        return max(rows, key=lambda r: _natural_key(r[0].version)) if rows else None
+
+    async def get(self, name: str, version: str | None = None) -> ModelConfig | None:
+        found = await self._newest(self._select(), name, version)
+        return self._to_domain(*found) if found else None
 
     async def get_run_target(self, name: str, version: str | None = None) -> RunTarget | None:
-        stmt = (
+        found = await self._newest(
             select(ModelRow, ServerRow, ParameterRow.document)
             .join(ServerRow, ModelRow.server_id == ServerRow.id)
-            .outerjoin(ParameterRow, ParameterRow.model_id == ModelRow.id)
-            .where(ModelRow.name == name)
+            .outerjoin(ParameterRow, ParameterRow.model_id == ModelRow.id),
+            name, version,
         )
-        if version is not None:
-            stmt = stmt.where(ModelRow.version == version)
-        with map_errors():
-            rows = (await self.session.execute(stmt)).all()
-        if not rows:
+        if found is None:
             return None
-        model, server, document = max(rows, key=lambda r: _natural_key(r[0].version))
+        model, server, document = found
         return RunTarget(
             model=self._to_domain(model, server.name),
             server=SqlServerRepository._to_domain(server),
