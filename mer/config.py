@@ -67,10 +67,6 @@ class Settings:
         return f"sqlite+aiosqlite:///{self.resolved_data_dir / 'mer.db'}"
 
     @property
-    def is_embedded(self) -> bool:
-        return not self.database_url
-
-    @property
     def resolved_known_hosts(self) -> Path:
         if self.known_hosts is not None:
             return self.known_hosts

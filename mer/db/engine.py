@@ -19,13 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from mer.config import mask_password
 from mer.errors import ConfigError, ConflictError, StorageError
 
-__all__ = ["create_engine", "make_session_factory", "map_errors", "is_sqlite"]
+__all__ = ["create_engine", "make_session_factory", "map_errors"]
 
 SUPPORTED = ("postgresql+asyncpg://user@host:5432/db", "sqlite+aiosqlite:///path/to/mer.db")
-
-
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_defaults_use_embedded_sqlite_in_data_dir(tmp_path: Path) -> None:
     s = load_settings(environ={"MER_DATA_DIR": str(tmp_path)}, dotenv_path=tmp_path / "none")
-    assert s.is_embedded
+    assert s.database_url is None
     assert s.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path / 'mer.db'}"
     assert s.allow_edit is False
 
