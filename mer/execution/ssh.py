@@ -3,7 +3,9 @@ per server, a channel per run.
 
 Speed: paramiko's own socket leaves Nagle's algorithm on, which stalls every exchange by
 ~40 ms; we open the TCP socket ourselves with TCP_NODELAY (BASELINES.md: 44 ms -> 2 ms
-per exec). Blocking paramiko calls run on a dedicated thread pool, never on the loop.
+per exec). Calls that wait on the server (connect, open a channel, start a command,
+a large write) run on a dedicated thread pool; reading output does not wait at all:
+the event loop watches each channel's readiness pipe and takes what paramiko buffered.
 
 Safety: host keys are checked against a known_hosts file (``[host]:port`` entries for
 other ports than 22); an unknown or changed key is refused with its fingerprint until
@@ -42,9 +44,8 @@ __all__ = ["SshExecutor", "build_remote_command", "fingerprint"]
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE = 10
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="mer-ssh")
-# Two per live remote process (workers hold theirs for their lifetime); pooled, because
-# starting two threads per run cost more than the run's own round trips.
-_READERS = concurrent.futures.ThreadPoolExecutor(max_workers=512, thread_name_prefix="mer-ssh-read")
+# A write up to this size that fits the channel's window is sent from the loop itself.
+SMALL_WRITE = 32768
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -197,46 +198,129 @@ class _Connection:
             self.transport = None
 
 
-class SshProcess:
-    """A remote process on one channel. Two reader threads pump stdout and stderr into
-    asyncio StreamReaders, so a cancelled read (a worker request's timeout) never loses
-    bytes that a blocking ``recv`` already took off the channel."""
+class _Wakeup:
+    """Stands in for the event paramiko sets when a channel buffer gets data or closes
+    (``BufferedPipe.set_event``): it schedules one drain on the event loop.
 
-    def __init__(self, conn: _Connection, chan: paramiko.Channel, pgid: int | None,
-                 early: bytes, loop: asyncio.AbstractEventLoop) -> None:
+    NOTE: not ``Channel.fileno()``: its pipe ORs the stdout and stderr buffers without a
+    common lock, so a feed on one racing a drain of the other loses the wake-up (seen
+    here: a run with heavy output on both streams stalled until its timeout)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, drain: Any) -> None:
+        self._loop = loop
+        self._drain = drain
+        self._pending = False
+        self.armed = True
+
+    def set(self) -> None:  # any thread (paramiko's), holding that buffer's lock
+        if self.armed and not self._pending:
+            self._pending = True
+            with contextlib.suppress(RuntimeError):  # the loop may be closed at exit
+                self._loop.call_soon_threadsafe(self._run)
+
+    def clear(self) -> None:
+        pass
+
+    def _run(self) -> None:
+        # Cleared before draining: a feed from now on schedules another drain.
+        self._pending = False
+        if self.armed:
+            self._drain()
+
+
+class SshProcess:
+    """A remote process on one channel, read on the event loop itself.
+
+    paramiko's transport thread buffers a channel's incoming data; a ``_Wakeup`` tells
+    the loop, which moves whatever is buffered into asyncio StreamReaders without
+    blocking. No thread waits on the channel, and a cancelled read (a worker request's
+    timeout) never loses bytes. The first stdout line is the remote process group id
+    (see ``build_remote_command``); it is taken off the stream here.
+    """
+
+    def __init__(self, conn: _Connection, chan: paramiko.Channel, loop: asyncio.AbstractEventLoop) -> None:
         self._conn = conn
         self._chan = chan
-        self.pid = pgid
+        self.pid: int | None = None
+        self._pid_line = bytearray()
+        self._pid_seen = loop.create_future()
         self._out = asyncio.StreamReader(limit=1 << 30, loop=loop)
         self._err = asyncio.StreamReader(limit=1 << 30, loop=loop)
-        if early:  # stdout bytes that came along with the group id line
-            self._out.feed_data(early)
-        for recv, reader in ((chan.recv, self._out), (chan.recv_stderr, self._err)):
-            _READERS.submit(self._pump, recv, reader, loop)
+        self._wakeup = _Wakeup(loop, self._on_ready)
+        # set_event fires at once when data is already buffered or the channel closed.
+        chan.in_buffer.set_event(self._wakeup)
+        chan.in_stderr_buffer.set_event(self._wakeup)
 
-    @staticmethod
-    def _pump(recv: Any, reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop) -> None:
+    def _on_ready(self) -> None:
+        chan = self._chan
         try:
-            while data := recv(CHUNK):
-                loop.call_soon_threadsafe(reader.feed_data, bytes(data))
+            ended = chan.eof_received or chan.closed  # read first: data may precede the end
+            while chan.recv_ready():
+                self._stdout(chan.recv(CHUNK))
+            while chan.recv_stderr_ready():
+                self._err.feed_data(chan.recv_stderr(CHUNK))
         except Exception:  # noqa: BLE001 - a broken channel is an end of stream
-            pass
-        with contextlib.suppress(RuntimeError):  # the loop may be closed at exit
-            loop.call_soon_threadsafe(reader.feed_eof)
+            ended = True
+        if ended:
+            self._end_of_streams()
+
+    def _stdout(self, data: bytes) -> None:
+        if self._pid_seen.done():
+            self._out.feed_data(data)
+            return
+        self._pid_line += data
+        if b"\n" in self._pid_line:
+            self._take_pid()
+
+    def _take_pid(self) -> None:
+        raw = bytes(self._pid_line)
+        self._pid_line.clear()
+        line, nl, rest = raw.partition(b"\n")
+        try:
+            self.pid = int(line) if nl else None
+        except ValueError:
+            self.pid = None
+        if self.pid is None:  # not our wrapper's line: it is the model's output
+            rest = raw
+        self._pid_seen.set_result(None)
+        if rest:
+            self._out.feed_data(rest)
+
+    def _end_of_streams(self) -> None:
+        self._wakeup.armed = False
+        if not self._pid_seen.done():
+            self._take_pid()
+        self._out.feed_eof()
+        self._err.feed_eof()
+
+    def _close_channel(self) -> None:
+        self._wakeup.armed = False
+        self._chan.close()
 
     def _lost(self) -> bool:
         return not self._conn.active()
 
     async def write(self, data: bytes) -> None:
+        chan = self._chan
         try:
-            await _blocking(self._chan.sendall, data)
+            # Small writes that fit the channel's send window never block: send them
+            # from the loop (saves two thread hops per run); the rest waits on a thread.
+            if len(data) <= SMALL_WRITE and chan.send_ready():
+                while data and chan.send_ready() and not chan.closed:
+                    sent = chan.send(data)
+                    if sent == 0:
+                        raise BrokenPipeError("the remote process closed its input")
+                    data = data[sent:]
+            if data:
+                await _blocking(chan.sendall, data)
         except (OSError, paramiko.SSHException, EOFError) as err:
             if self._lost():
                 raise ConnectionLost("the connection dropped") from err
             raise BrokenPipeError(str(err)) from err
 
     async def close_stdin(self) -> None:
-        await _blocking(self._chan.shutdown_write)
+        # Sends one small EOF message; sending never waits on the window.
+        self._chan.shutdown_write()
 
     async def read_stdout(self) -> bytes:
         return await self._read(self._out)
@@ -251,8 +335,10 @@ class SshProcess:
         return data
 
     async def wait(self) -> int | None:
-        code = await _blocking(self._chan.recv_exit_status)
-        self._chan.close()
+        chan = self._chan
+        # The exit status usually arrives with the end of the output: no thread hop then.
+        code = chan.recv_exit_status() if chan.exit_status_ready() else await _blocking(chan.recv_exit_status)
+        self._close_channel()
         if code == -1:
             # No exit status: the connection died, or a signal killed the process.
             if self._lost():
@@ -264,11 +350,13 @@ class SshProcess:
         return not self._chan.exit_status_ready() and not self._chan.closed and not self._lost()
 
     async def kill(self, grace: float) -> None:
-        if self.pid is None or self._lost():
-            self._chan.close()
-            return
-        await _blocking(self._kill_group, grace)
-        self._chan.close()
+        if not self._pid_seen.done() and not self._lost():
+            # Cancelled right after the start: the group id is on its way.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._pid_seen), grace)
+        if self.pid is not None and not self._lost():
+            await _blocking(self._kill_group, grace)
+        self._close_channel()
 
     def _kill_group(self, grace: float) -> None:
         def signal(sig: str) -> None:
@@ -316,7 +404,7 @@ class SshExecutor(ProcessExecutor):
             self._connections[key] = conn
             return conn
 
-    def _start(self, server: Server, remote: str, loop: asyncio.AbstractEventLoop) -> SshProcess:
+    def _start(self, server: Server, remote: str) -> tuple[_Connection, paramiko.Channel]:
         conn = self._connection_blocking(server)
         chan = conn.open_channel()
         try:
@@ -324,26 +412,16 @@ class SshExecutor(ProcessExecutor):
         except (paramiko.SSHException, OSError, EOFError) as err:
             chan.close()
             raise ConnectionLost(str(err)) from err
-        # The first stdout line is the process group id printed by the wrapper.
-        buf = b""
-        while b"\n" not in buf:
-            data = chan.recv(CHUNK)
-            if not data:
-                break
-            buf += data
-        line, _, rest = buf.partition(b"\n")
-        try:
-            pgid: int | None = int(line)
-        except ValueError:
-            pgid, rest = None, buf
-        return SshProcess(conn, chan, pgid, rest, loop)
+        return conn, chan
 
     async def _spawn(self, request: RunRequest, server: Server, command: list[str]) -> SshProcess:
         remote = build_remote_command(request, command)
         try:
-            return await _blocking(self._start, server, remote, asyncio.get_running_loop())
+            conn, chan = await _blocking(self._start, server, remote)
         except ConnectionLost as err:
             raise ConnectError(f"lost the connection to {server.name}: {err}") from err
+        # NOTE: the request can go out at once; the group id line is read as it comes.
+        return SshProcess(conn, chan, asyncio.get_running_loop())
 
     async def check(self, server: Server) -> ServerCheck:
         t0 = time.perf_counter()
