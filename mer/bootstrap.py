@@ -27,16 +27,20 @@ class Runtime:
         try:
             await self.ctx.executors.close()
         finally:
-            if self.engine is not None:
-                await self.engine.dispose()
+            try:
+                await self.ctx.run_log.close()
+            finally:
+                if self.engine is not None:
+                    await self.engine.dispose()
 
 
 async def build_runtime(settings: Settings, *, uow: Any = None,
                         executors: ExecutorSource | None = None) -> Runtime:
-    engine = None
+    engine = run_log = None
     if uow is None:
         from mer.db.engine import create_engine
         from mer.db.migrate import ensure_schema, status
+        from mer.db.run_log import SqlRunLog
         from mer.db.uow import make_uow_factory
 
         engine = create_engine(settings.resolved_database_url)
@@ -55,11 +59,13 @@ async def build_runtime(settings: Settings, *, uow: Any = None,
             await engine.dispose()
             raise
         uow = make_uow_factory(engine)
+        run_log = SqlRunLog(engine)
     if executors is None:
         from mer.execution.registry import ExecutorRegistry
 
         executors = ExecutorRegistry(
             known_hosts=str(settings.resolved_known_hosts), output_cap=settings.output_cap
         )
-    ctx = ServiceContext(uow=uow, executors=executors, allow_edit=settings.allow_edit)
+    ctx = ServiceContext(uow=uow, executors=executors, allow_edit=settings.allow_edit,
+                         run_log=run_log)  # type: ignore[arg-type]
     return Runtime(settings=settings, ctx=ctx, engine=engine)

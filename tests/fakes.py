@@ -66,7 +66,7 @@ class _Servers:
             raise ServerNotFound(name)
 
 
-class _Models:
+class FakeModels:
     def __init__(self, s: FakeStore) -> None:
         self.s = s
 
@@ -204,7 +204,7 @@ class FakeUnitOfWork:
 
     async def __aenter__(self) -> FakeUnitOfWork:
         self.work = copy.deepcopy(self.store)
-        self.servers, self.models = _Servers(self.work), _Models(self.work)
+        self.servers, self.models = _Servers(self.work), FakeModels(self.work)
         self.parameters, self.weights = _Params(self.work), _Weights(self.work)
         self.runs, self.audit = _Runs(self.work), _Audit(self.work)
         return self

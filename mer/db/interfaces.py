@@ -32,6 +32,7 @@ __all__ = [
     "AuditRepository",
     "ModelRepository",
     "ParameterRepository",
+    "RunLog",
     "RunRepository",
     "ServerRepository",
     "UnitOfWork",
@@ -119,6 +120,23 @@ class RunRepository(Protocol):
 class AuditRepository(Protocol):
     async def append(self, entry: AuditEntry) -> None: ...
     async def query(self, target: str | None = None, limit: int = 50) -> list[AuditEntry]: ...
+
+
+class RunLog(Protocol):
+    """The hot path of every run, outside any unit of work: each call is its own
+    committed transaction. Raises StorageError."""
+
+    async def catalog_generation(self) -> int:
+        """A number that changes whenever servers, models, parameters or weights change
+        (in any process); what a run needs can be cached while it stays the same."""
+        ...
+    async def start(self, record: RunRecord) -> None:
+        """Write the run's access-log row (before the model starts)."""
+        ...
+    async def finish(self, record: RunRecord) -> None:
+        """Complete the row written by start."""
+        ...
+    async def close(self) -> None: ...
 
 
 class UnitOfWork(Protocol):

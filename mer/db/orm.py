@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -139,6 +140,18 @@ class RunRow(Base):
     stderr: Mapped[str] = mapped_column(Text, default="")
     result: Mapped[Any | None] = mapped_column(JsonDoc)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class CatalogStateRow(Base):
+    """One row whose ``generation`` grows with every change to servers, models, model
+    parameters or weight revisions. Triggers keep it (migration 0002), so no writer,
+    mer's or an admin's SQL, can forget it. A shell caches what a run needs and checks
+    this one number instead of reading the catalog again for every run."""
+
+    __tablename__ = "catalog_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class AuditRow(Base):

@@ -418,17 +418,20 @@ def _storable(text: str | None) -> str | None:
 _RUNS = RunRow.__table__
 # Prebuilt Core statements: two rows per run is the hot path of every `run`, and
 # building ORM-enabled statements per call cost more than the database work itself.
-_RUN_INSERT = insert(_RUNS)
-_RUN_FINISH = (
+# mer/db/run_log.py sends the same two statements straight to the driver.
+RUN_INSERT = insert(_RUNS)
+_FINISHED = ("status", "exit_code", "finished_at", "bytes_in", "bytes_out", "stdout", "stderr",
+             "result", "error", "weight_revisions")
+RUN_FINISH = (
     update(_RUNS)
     .where(_RUNS.c.id == bindparam("run_id"))
-    .values({c: bindparam(c) for c in ("status", "exit_code", "finished_at", "bytes_in",
-                                       "bytes_out", "stdout", "stderr", "result", "error",
-                                       "weight_revisions")})
+    .values({c: bindparam(c) for c in _FINISHED})
 )
 
 
 class SqlRunRepository(_Repo):
+    COLUMNS = [c.name for c in _RUNS.columns]
+
     @staticmethod
     def _values(r: RunRecord) -> dict[str, Any]:
         return dict(
@@ -438,17 +441,25 @@ class SqlRunRepository(_Repo):
             weight_revisions=dict(r.weight_revisions),
         )
 
+    @classmethod
+    def start_values(cls, record: RunRecord) -> dict[str, Any]:
+        return dict(
+            id=record.id, model_id=record.model_id, model=record.model,
+            version=record.version, server=record.server, os_user=record.os_user,
+            kind=str(record.kind), started_at=record.started_at, **cls._values(record),
+        )
+
+    @classmethod
+    def finish_values(cls, record: RunRecord) -> dict[str, Any]:
+        return dict(run_id=record.id, **cls._values(record))
+
     async def start(self, record: RunRecord) -> None:
         with map_errors():
-            await self.session.execute(_RUN_INSERT, dict(
-                id=record.id, model_id=record.model_id, model=record.model,
-                version=record.version, server=record.server, os_user=record.os_user,
-                kind=str(record.kind), started_at=record.started_at, **self._values(record),
-            ))
+            await self.session.execute(RUN_INSERT, self.start_values(record))
 
     async def finish(self, record: RunRecord) -> None:
         with map_errors():
-            await self.session.execute(_RUN_FINISH, dict(run_id=record.id, **self._values(record)))
+            await self.session.execute(RUN_FINISH, self.finish_values(record))
 
     @staticmethod
     def _to_domain(row: RunRow) -> RunRecord:

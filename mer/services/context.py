@@ -1,19 +1,22 @@
-"""What every service call needs: a unit-of-work factory, the executors, the edit policy
-and who is acting. Built once by mer/bootstrap.py; tests build one from fakes."""
+"""What every service call needs: a unit-of-work factory, the run log, the executors,
+the edit policy and who is acting. Built once by mer/bootstrap.py; tests build one from
+fakes."""
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+import itertools
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mer.db.interfaces import UnitOfWorkFactory
-from mer.domain import WorkerInfo
+from mer.db.interfaces import RunLog, UnitOfWorkFactory
+from mer.domain import RunRecord, RunTarget, WeightRevision, WorkerInfo
 from mer.errors import EditNotAllowed
 from mer.execution.interface import Executor
 
-__all__ = ["ExecutorSource", "ServiceContext", "require_edit"]
+__all__ = ["ExecutorSource", "RunPlan", "RunPlanCache", "ServiceContext", "UowRunLog", "require_edit"]
 
 
 class ExecutorSource(Protocol):
@@ -23,14 +26,80 @@ class ExecutorSource(Protocol):
     async def close(self) -> None: ...
 
 
+class UowRunLog:
+    """A RunLog over any unit of work: each write its own transaction. It knows no
+    catalog generation, so it never gives the same one twice and nothing is cached."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+        self._generations = itertools.count()
+
+    async def catalog_generation(self) -> int:
+        return next(self._generations)
+
+    async def start(self, record: RunRecord) -> None:
+        async with self._uow() as uow:
+            await uow.runs.start(record)
+            await uow.commit()
+
+    async def finish(self, record: RunRecord) -> None:
+        async with self._uow() as uow:
+            await uow.runs.finish(record)
+            await uow.commit()
+
+    async def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What a run reads of the catalog: the model, its server, parameters and the
+    newest weight revisions."""
+
+    target: RunTarget
+    weights: list[WeightRevision]
+
+
+class RunPlanCache:
+    """Run plans by (model name, version or None for the newest), valid for one catalog
+    generation: a new generation empties it. Bounded, oldest entry out first, because
+    weight vectors can be large."""
+
+    def __init__(self, size: int = 32) -> None:
+        self._size = size
+        self._generation: int | None = None
+        self._plans: OrderedDict[tuple[str, str | None], RunPlan] = OrderedDict()
+
+    def _at(self, generation: int) -> None:
+        if generation != self._generation:
+            self._plans.clear()
+            self._generation = generation
+
+    def get(self, key: tuple[str, str | None], generation: int) -> RunPlan | None:
+        self._at(generation)
+        return self._plans.get(key)
+
+    def put(self, key: tuple[str, str | None], generation: int, plan: RunPlan) -> None:
+        self._at(generation)
+        self._plans[key] = plan
+        if len(self._plans) > self._size:
+            self._plans.popitem(last=False)
+
+
 @dataclass
 class ServiceContext:
     uow: UnitOfWorkFactory
     executors: ExecutorSource
     allow_edit: bool = False
     actor: str = field(default_factory=getpass.getuser)
+    run_log: RunLog = None  # type: ignore[assignment]  # None: a UowRunLog over uow
+    run_plans: RunPlanCache = field(default_factory=RunPlanCache)
     # One semaphore per server bounds concurrent runs to the server's max_runs.
     _slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.run_log is None:
+            self.run_log = UowRunLog(self.uow)
 
     def slots(self, server: str, max_runs: int) -> asyncio.Semaphore:
         if server not in self._slots:

@@ -3,6 +3,10 @@
 The access-log row is written (and committed) before the model starts, and completed
 in a ``finally`` whatever the ending: success, failure, timeout, lost connection, an
 executor error, or cancellation (Ctrl-C, SIGTERM to mer), so no run goes unrecorded.
+
+Speed: a run's reads of the catalog are cached per shell and checked against the
+catalog generation (one small read) before each run; both access-log writes go
+through the RunLog, a round trip each (see mer/db/run_log.py).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from mer.domain import (
     RunRequest,
     RunResult,
     RunStatus,
+    RunTarget,
     Server,
     WorkerInfo,
     parse_model_ref,
@@ -27,7 +32,7 @@ from mer.domain import (
 )
 from mer.errors import MerError, ModelNotFound, RunNotFound, ServerNotFound, UsageError
 from mer.execution.interface import Sinks
-from mer.services.context import ServiceContext
+from mer.services.context import RunPlan, ServiceContext
 from mer.services.models import find_model, parse_param_value
 
 __all__ = ["get_run", "list_runs", "list_workers", "load_input", "parse_param_overrides",
@@ -81,35 +86,24 @@ async def run_model(
     then says failed, with the error)."""
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds")
-    async with ctx.uow() as uow:
-        name, version = parse_model_ref(ref)
-        target = await uow.models.get_run_target(name, version)
-        if target is None:
-            raise ModelNotFound(ref)
-        model, srv, parameters = target.model, target.server, target.parameters
-        if not model.enabled:
-            raise UsageError(f"model '{model.ref}' is disabled; `model enable {model.ref}` first")
-        if server is not None and server != srv.name:
-            override = await uow.servers.get(server)
-            if override is None:
-                raise ServerNotFound(server)
-            srv = override
-        if not srv.enabled:
-            raise UsageError(f"server '{srv.name}' is disabled")
-        weights = await uow.weights.latest(model.id)
-        command = model.command
-        if kind is RunKind.TRAIN:
-            if not model.train_command:
-                raise UsageError(f"model '{model.ref}' has no training command; set train_command")
-            command = model.train_command
-        parameters.update(params or {})
-        record = RunRecord(
-            model=model.name, version=model.version, server=srv.name, os_user=ctx.actor,
-            kind=kind, model_id=model.id, weight_revisions={w.name: w.revision for w in weights},
-        )
-        # The access-log row is committed with the reads, before the model starts.
-        await uow.runs.start(record)
-        await uow.commit()
+    plan = await _plan(ctx, ref, server)
+    model, srv = plan.target.model, plan.target.server
+    if not model.enabled:
+        raise UsageError(f"model '{model.ref}' is disabled; `model enable {model.ref}` first")
+    if not srv.enabled:
+        raise UsageError(f"server '{srv.name}' is disabled")
+    command = model.command
+    if kind is RunKind.TRAIN:
+        if not model.train_command:
+            raise UsageError(f"model '{model.ref}' has no training command; set train_command")
+        command = model.train_command
+    parameters = {**plan.target.parameters, **(params or {})}
+    weights = plan.weights
+    record = RunRecord(
+        model=model.name, version=model.version, server=srv.name, os_user=ctx.actor,
+        kind=kind, model_id=model.id, weight_revisions={w.name: w.revision for w in weights},
+    )
+    await ctx.run_log.start(record)  # before the model starts
     request = RunRequest(
         model=model.name, version=model.version, command=command,
         payload={
@@ -137,7 +131,7 @@ async def run_model(
     finally:
         record.finished_at = record.finished_at or utcnow()
         # NOTE: shielded, so a second Ctrl-C cannot leave the row unfinished.
-        await asyncio.shield(_finish(ctx, record))
+        await asyncio.shield(ctx.run_log.finish(record))
     return record, result
 
 
@@ -149,10 +143,29 @@ def _complete(record: RunRecord, result: RunResult) -> None:
     record.result, record.error = result.result, result.error
 
 
-async def _finish(ctx: ServiceContext, record: RunRecord) -> None:
+async def _plan(ctx: ServiceContext, ref: str, server: str | None) -> RunPlan:
+    """What the run needs of the catalog: from this shell's cache while the catalog
+    generation stays the same, else read in one transaction (and cached)."""
+    name, version = parse_model_ref(ref)
+    # NOTE: the generation is read before the catalog: an edit in between makes the next
+    # run read again; it can never pin an older plan to a newer generation.
+    generation = await ctx.run_log.catalog_generation()
+    key = (name, version)
+    if server is None and (plan := ctx.run_plans.get(key, generation)) is not None:
+        return plan
     async with ctx.uow() as uow:
-        await uow.runs.finish(record)
-        await uow.commit()
+        target = await uow.models.get_run_target(name, version)
+        if target is None:
+            raise ModelNotFound(ref)
+        if server is not None and server != target.server.name:
+            override = await uow.servers.get(server)
+            if override is None:
+                raise ServerNotFound(server)
+            target = RunTarget(model=target.model, server=override, parameters=target.parameters)
+        plan = RunPlan(target=target, weights=await uow.weights.latest(target.model.id))
+    if server is None:
+        ctx.run_plans.put(key, generation, plan)
+    return plan
 
 
 async def list_runs(ctx: ServiceContext, model: str | None = None, status: str | None = None,

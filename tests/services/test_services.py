@@ -22,8 +22,8 @@ from mer.services import models as model_svc
 from mer.services import runs as run_svc
 from mer.services import servers as server_svc
 from mer.services import weights as weight_svc
-from mer.services.context import ServiceContext
-from tests.fakes import FakeExecutor, FakeRegistry, FakeStore, FakeUnitOfWork
+from mer.services.context import ServiceContext, UowRunLog
+from tests.fakes import FakeExecutor, FakeModels, FakeRegistry, FakeStore, FakeUnitOfWork
 
 
 @pytest.fixture
@@ -160,6 +160,50 @@ async def test_run_builds_the_request_and_logs_start_and_finish(
     stored = store.runs[record.id]
     assert stored.status is RunStatus.SUCCEEDED and stored.weight_revisions == {"w": 1}
     assert stored.finished_at is not None and stored.result == {"ok": True}
+
+
+class _SteadyCatalog(UowRunLog):
+    """A run log whose catalog generation moves only when the test says so."""
+
+    generation = 0
+
+    async def catalog_generation(self) -> int:
+        return self.generation
+
+
+async def test_runs_read_the_catalog_again_only_when_its_generation_moves(
+    store: FakeStore, executor: FakeExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    real = FakeModels.get_run_target
+
+    async def counted(self, name, version=None):  # noqa: ANN001, ANN202
+        reads.append(name)
+        return await real(self, name, version)
+
+    monkeypatch.setattr(FakeModels, "get_run_target", counted)
+    log = _SteadyCatalog(lambda: FakeUnitOfWork(store))
+    c = ServiceContext(uow=lambda: FakeUnitOfWork(store), executors=FakeRegistry(executor),
+                       allow_edit=True, actor="tester", run_log=log)
+    await server_svc.add_server(c, Server(name="local"))
+    await server_svc.add_server(c, Server(name="other"))
+    await model_svc.add_model(c, ModelConfig(name="lin", server="local", command=["v1"]))
+    for _ in range(3):
+        record, _ = await run_svc.run_model(c, "lin")
+        assert store.runs[record.id].status is RunStatus.SUCCEEDED  # still logged every time
+    assert reads == ["lin"] and [r.command for r in executor.requests] == [["v1"]] * 3
+
+    await model_svc.set_model_field(c, "lin", "command", "v2")  # stale cache: same generation
+    await run_svc.run_model(c, "lin")
+    assert executor.requests[-1].command == ["v1"] and reads == ["lin"]
+    log.generation += 1  # what the triggers do on a real database
+    await run_svc.run_model(c, "lin")
+    assert executor.requests[-1].command == ["v2"] and reads == ["lin", "lin"]
+
+    record, _ = await run_svc.run_model(c, "lin", server="other")  # an override reads
+    assert record.server == "other" and len(reads) == 3
+    record, _ = await run_svc.run_model(c, "lin")  # and does not replace the cached plan
+    assert record.server == "local" and len(reads) == 3
 
 
 async def test_failed_and_train_runs(ctx: ServiceContext, store: FakeStore, executor: FakeExecutor) -> None:

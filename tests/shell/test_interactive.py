@@ -90,6 +90,34 @@ def test_two_shells_see_each_others_edits_and_conflicts(mer: Mer) -> None:
         assert a.wait(timeout=30) == 1  # one command (the stale edit) failed
 
 
+def test_a_shell_runs_what_another_shell_just_changed(mer: Mer) -> None:
+    """Runs cache what they read of the catalog; an edit anywhere must end that."""
+    a = mer.popen("--json", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert a.stdin is not None and a.stdout is not None
+
+    def run_echo() -> dict:
+        a.stdin.write("run echo --data 1\n")
+        a.stdin.flush()
+        return json.loads(a.stdout.readline())
+
+    try:
+        first = run_echo()
+        assert first["status"] == "succeeded" and first["result"]["echo"]["parameters"] == {}
+        assert first["weight_revisions"] == {}
+        edits = [("param echo set greeting hi", lambda r: r["result"]["echo"]["parameters"] == {"greeting": "hi"}),
+                 ("weights set echo w --values 1,2", lambda r: r["weight_revisions"] == {"w": 1}
+                  and r["result"]["echo"]["weights"] == {"w": [1.0, 2.0]}),
+                 ("set echo command false", lambda r: r["status"] == "failed" and r["exit_code"] == 1)]
+        for edit, seen in edits:
+            other = mer("--allow-edit", "-c", edit)
+            assert other.returncode == 0, other.stderr
+            record = run_echo()
+            assert seen(record), (edit, record)
+    finally:
+        a.stdin.close()
+        a.wait(timeout=30)
+
+
 @pytest.mark.postgres
 def test_shell_on_postgres(tmp_path: Path, pg_url: str) -> None:
     import asyncio

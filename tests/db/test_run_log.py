@@ -1,0 +1,91 @@
+"""The run log (the access log's hot path) and the catalog generation, on SQLite and on
+the real PostgreSQL."""
+
+from __future__ import annotations
+
+from array import array
+
+from mer.db.run_log import SqlRunLog
+from mer.domain import ModelConfig, ModelParameters, RunKind, RunRecord, RunStatus, Server, utcnow
+
+
+async def test_every_catalog_change_moves_the_generation_and_runs_do_not(engine, uow_factory) -> None:
+    log = SqlRunLog(engine)
+    seen = [await log.catalog_generation()]
+
+    async def changed(edit) -> None:  # noqa: ANN001
+        async with uow_factory() as uow:
+            await edit(uow)
+            await uow.commit()
+        seen.append(await log.catalog_generation())
+        assert seen[-1] != seen[-2], f"{edit.__name__} did not move the generation"
+
+    async def add_server(uow) -> None:  # noqa: ANN001
+        await uow.servers.add(Server(name="local"))
+
+    async def add_model(uow) -> None:  # noqa: ANN001
+        await uow.models.add(ModelConfig(name="m", server="local", command=["true"]))
+
+    async def update_model(uow) -> None:  # noqa: ANN001
+        model = await uow.models.get("m")
+        model.command = ["false"]
+        await uow.models.update(model)
+
+    async def set_parameters(uow) -> None:  # noqa: ANN001
+        model = await uow.models.get("m")
+        await uow.parameters.set(ModelParameters(model.id, {"k": 1}, 0))
+
+    async def append_weights(uow) -> None:  # noqa: ANN001
+        model = await uow.models.get("m")
+        await uow.weights.append(model.id, "w", array("d", [1.0]), "t")
+
+    async def update_server(uow) -> None:  # noqa: ANN001
+        server = await uow.servers.get("local")
+        server.max_runs = 2
+        await uow.servers.update(server)
+
+    async def remove_model(uow) -> None:  # noqa: ANN001
+        await uow.models.remove((await uow.models.get("m")).id)
+
+    try:
+        for edit in (add_server, add_model, update_model, set_parameters, append_weights,
+                     update_server, remove_model):
+            await changed(edit)
+        record = RunRecord(model="m", version="1", server="local", os_user="t", kind=RunKind.RUN)
+        await log.start(record)
+        record.status, record.finished_at = RunStatus.SUCCEEDED, utcnow()
+        await log.finish(record)
+        assert await log.catalog_generation() == seen[-1]  # the access log is not the catalog
+        async with uow_factory() as uow:  # a rolled back edit changes nothing
+            await uow.servers.add(Server(name="gone"))
+        assert await log.catalog_generation() == seen[-1]
+    finally:
+        await log.close()
+
+
+async def test_rows_written_by_the_run_log_read_back_through_the_repository(engine, uow_factory) -> None:
+    log = SqlRunLog(engine)
+    try:
+        record = RunRecord(model="m", version="2", server="local", os_user="t", kind=RunKind.TRAIN,
+                           weight_revisions={"w": 3})
+        await log.start(record)  # committed at once: another session sees it running
+        async with uow_factory() as uow:
+            running = await uow.runs.get(record.id)
+        assert running.status is RunStatus.RUNNING and running.finished_at is None
+        assert running.started_at == record.started_at and running.weight_revisions == {"w": 3}
+
+        record.status, record.exit_code, record.finished_at = RunStatus.FAILED, 3, utcnow()
+        record.stdout, record.stderr = "out\x00put\n", "é"
+        record.bytes_in, record.bytes_out, record.error = 10, 20, "exit status 3"
+        record.result = {"y": [1.5, None], "ok": False}
+        await log.finish(record)
+        async with uow_factory() as uow:
+            done = await uow.runs.get(str(record.id)[:8])
+        assert (done.id, done.kind, done.status, done.exit_code) == (record.id, RunKind.TRAIN,
+                                                                    RunStatus.FAILED, 3)
+        assert done.finished_at == record.finished_at and done.finished_at.tzinfo is not None
+        assert done.stdout == "out\ufffdput\n" and done.stderr == "é"
+        assert (done.bytes_in, done.bytes_out, done.error) == (10, 20, "exit status 3")
+        assert done.result == {"y": [1.5, None], "ok": False}
+    finally:
+        await log.close()
