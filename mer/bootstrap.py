@@ -39,22 +39,14 @@ async def build_runtime(settings: Settings, *, uow: Any = None,
     engine = run_log = None
     if uow is None:
         from mer.db.engine import create_engine
-        from mer.db.migrate import ensure_schema, status
+        from mer.db.revision import HEAD, current_revision
         from mer.db.run_log import SqlRunLog
         from mer.db.uow import make_uow_factory
 
         engine = create_engine(settings.resolved_database_url)
         try:
-            if settings.resolved_database_url.startswith("sqlite"):
-                # The embedded database is created and migrated on first use.
-                await ensure_schema(engine)
-            else:
-                st = await status(engine)
-                if st.pending:
-                    raise StorageError(
-                        f"the database at {settings.safe_database_url} is at revision "
-                        f"{st.current or 'none'}, not {st.head}; run `mer-migrate up`"
-                    )
+            if await current_revision(engine) != HEAD:
+                await _migrate_or_refuse(engine, settings)
         except BaseException:
             await engine.dispose()
             raise
@@ -69,3 +61,18 @@ async def build_runtime(settings: Settings, *, uow: Any = None,
     ctx = ServiceContext(uow=uow, executors=executors, allow_edit=settings.allow_edit,
                          run_log=run_log)  # type: ignore[arg-type]
     return Runtime(settings=settings, ctx=ctx, engine=engine)
+
+
+async def _migrate_or_refuse(engine: Any, settings: Settings) -> None:
+    from mer.db.migrate import ensure_schema, status
+
+    if settings.resolved_database_url.startswith("sqlite"):
+        # The embedded database is created and migrated on first use.
+        await ensure_schema(engine)
+        return
+    st = await status(engine)
+    if st.pending:
+        raise StorageError(
+            f"the database at {settings.safe_database_url} is at revision "
+            f"{st.current or 'none'}, not {st.head}; run `mer-migrate up`"
+        )

@@ -32,6 +32,18 @@ async def test_head_matches_models_with_no_drift(db_url: str) -> None:
         await engine.dispose()
 
 
+async def test_the_revision_mer_checks_at_start_is_alembics_head(db_url: str) -> None:
+    from mer.db.revision import HEAD, current_revision
+
+    engine = create_engine(db_url)
+    try:
+        assert await current_revision(engine) is None  # no version table yet
+        await upgrade(engine)
+        assert HEAD == (await status(engine)).head == await current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
 async def test_up_down_up(db_url: str) -> None:
     engine = create_engine(db_url)
     try:
