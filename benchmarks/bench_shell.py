@@ -2,9 +2,10 @@
 
 1. cold start: `mer -c quit` vs a bare cmd2 app running `quit` (medians of whole
    processes). Target <= 1.3x.
-2. 10,000 piped non-run commands (`workers`, which prints a table header and touches no
-   database) vs 10,000 piped commands of a bare cmd2 app's argparse command printing one
-   line (every mer command is argparse-based). Target: throughput >= 0.5x the bare app's.
+2. 10,000 piped non-run commands (`workers`, which prints a table header) vs 10,000 piped
+   commands of a bare cmd2 app's argparse command printing one line (every mer command
+   is argparse-based). Target: throughput >= 0.5x the bare app's, per command once
+   running (the wall time including the start is printed too).
 3. `run` of a model whose command is `true`, in one mer process, access log included
    (two SQLite transactions per run) vs a raw asyncio spawn of `true` with the JSON
    request on stdin plus two sqlite3 writes. Target <= 1.5x.
@@ -97,13 +98,18 @@ def main() -> None:
               f"(target <= 1.3x: {'ok' if ratio <= 1.3 else 'over target'})")
 
         n = 10_000
+        mer_one, bare_one = timed([mer], env, "workers\n"), timed([sys.executable, str(bare)], env, "ping\n")
         mer_pipe = timed([mer], env, "workers\n" * n)
         bare_pipe = timed([sys.executable, str(bare)], env, "ping\n" * n)
-        thr = (n / mer_pipe) / (n / bare_pipe)
-        print(f"2. {n} piped commands")
-        print(f"  bare cmd2 app                 {bare_pipe:8.2f} s  ({n / bare_pipe:,.0f} commands/s)")
-        print(f"  mer (workers)                 {mer_pipe:8.2f} s  ({n / mer_pipe:,.0f} commands/s)  "
-              f"throughput {thr:.2f}x (target >= 0.5x: {'ok' if thr >= 0.5 else 'under target'})")
+        # Throughput is per command once running: the start (mer's includes opening and
+        # checking the database) is (1)'s business, so one command's run is taken off.
+        mer_cmd, bare_cmd = (mer_pipe - mer_one) / (n - 1), (bare_pipe - bare_one) / (n - 1)
+        thr = bare_cmd / mer_cmd
+        print(f"2. {n} piped commands (wall time including the start; then per command once running)")
+        print(f"  bare cmd2 app                 {bare_pipe:8.2f} s   {bare_cmd * 1e6:6.1f} us a command")
+        print(f"  mer (workers)                 {mer_pipe:8.2f} s   {mer_cmd * 1e6:6.1f} us a command   "
+              f"throughput {thr:.2f}x (target >= 0.5x: {'ok' if thr >= 0.5 else 'under target'}; "
+              f"{bare_pipe / mer_pipe:.2f}x counting the start)")
 
         runs = 200
         script = "run t\n" * runs

@@ -126,15 +126,17 @@ class RunLog(Protocol):
     """The hot path of every run, outside any unit of work: each call is its own
     committed transaction. Raises StorageError."""
 
-    async def catalog_generation(self) -> int:
+    async def catalog_generation(self) -> int | None:
         """A number that changes whenever servers, models, parameters or weights change
-        (in any process); what a run needs can be cached while it stays the same."""
+        (in any process), so what a run needs can be cached while it stays the same.
+        None: this store cannot tell; cache nothing."""
         ...
-    async def start(self, record: RunRecord) -> None:
-        """Write the run's access-log row (before the model starts)."""
+    async def start(self, record: RunRecord) -> int | None:
+        """Write the run's access-log row (before the model starts); returns the catalog
+        generation as of that write."""
         ...
-    async def finish(self, record: RunRecord) -> None:
-        """Complete the row written by start."""
+    async def update(self, record: RunRecord) -> None:
+        """Write the record's current state over the row written by start."""
         ...
     async def close(self) -> None: ...
 

@@ -420,8 +420,8 @@ _RUNS = RunRow.__table__
 # building ORM-enabled statements per call cost more than the database work itself.
 # mer/db/run_log.py sends the same two statements straight to the driver.
 RUN_INSERT = insert(_RUNS)
-_FINISHED = ("status", "exit_code", "finished_at", "bytes_in", "bytes_out", "stdout", "stderr",
-             "result", "error", "weight_revisions")
+_FINISHED = ("model_id", "version", "server", "weight_revisions", "status", "exit_code",
+             "finished_at", "bytes_in", "bytes_out", "stdout", "stderr", "result", "error")
 RUN_FINISH = (
     update(_RUNS)
     .where(_RUNS.c.id == bindparam("run_id"))
@@ -435,6 +435,7 @@ class SqlRunRepository(_Repo):
     @staticmethod
     def _values(r: RunRecord) -> dict[str, Any]:
         return dict(
+            model_id=r.model_id, version=r.version, server=r.server,
             status=str(r.status), exit_code=r.exit_code, finished_at=r.finished_at,
             bytes_in=r.bytes_in, bytes_out=r.bytes_out, stdout=_storable(r.stdout),
             stderr=_storable(r.stderr), result=r.result, error=_storable(r.error),
@@ -444,9 +445,8 @@ class SqlRunRepository(_Repo):
     @classmethod
     def start_values(cls, record: RunRecord) -> dict[str, Any]:
         return dict(
-            id=record.id, model_id=record.model_id, model=record.model,
-            version=record.version, server=record.server, os_user=record.os_user,
-            kind=str(record.kind), started_at=record.started_at, **cls._values(record),
+            id=record.id, model=record.model, os_user=record.os_user, kind=str(record.kind),
+            started_at=record.started_at, **cls._values(record),
         )
 
     @classmethod

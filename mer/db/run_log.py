@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement
 
@@ -31,10 +31,8 @@ __all__ = ["SqlRunLog"]
 class _Statement:
     """A Core statement compiled for one dialect, called with a dict of values."""
 
-    def __init__(self, stmt: ClauseElement, dialect: Any, keys: list[str] | None = None,
-                 literal: bool = False) -> None:
-        compiled = stmt.compile(dialect=dialect, column_keys=keys,
-                                compile_kwargs={"literal_binds": literal})
+    def __init__(self, stmt: ClauseElement, dialect: Any, keys: list[str] | None = None) -> None:
+        compiled = stmt.compile(dialect=dialect, column_keys=keys)
         self.sql = compiled.string
         self.names: list[str] = list(compiled.positiontup or [])
         self._process: list[Callable[[Any], Any] | None] = [
@@ -57,10 +55,13 @@ class SqlRunLog:
         self._opening = asyncio.Lock()
         dialect = engine.dialect
         self._postgres = dialect.name == "postgresql"
-        self._insert = _Statement(RUN_INSERT, dialect, SqlRunRepository.COLUMNS)
-        self._finish = _Statement(RUN_FINISH, dialect)
-        self._generation = _Statement(
-            select(CatalogStateRow.generation).where(CatalogStateRow.id == 1), dialect, literal=True)
+        generation = (select(CatalogStateRow.generation)
+                      .where(CatalogStateRow.id == literal_column("1")).scalar_subquery())
+        self._generation = _Statement(select(generation), dialect)
+        # The insert returns the generation: one round trip both writes and checks a
+        # cached plan.
+        self._insert = _Statement(RUN_INSERT.returning(generation), dialect, SqlRunRepository.COLUMNS)
+        self._update = _Statement(RUN_FINISH, dialect)
 
     async def _driver_connection(self) -> Any:
         if self._driver is None:
@@ -85,16 +86,17 @@ class SqlRunLog:
                 return await driver.fetch(stmt.sql, *args)
             return await driver.execute_fetchall(stmt.sql, args)
 
-    async def catalog_generation(self) -> int:
+    async def catalog_generation(self) -> int | None:
         rows = await self._execute(self._generation, {}, "reading the catalog generation")
-        return int(rows[0][0]) if rows else 0
+        return rows[0][0]
 
-    async def start(self, record: RunRecord) -> None:
-        await self._execute(self._insert, SqlRunRepository.start_values(record),
-                            "writing the access log")
+    async def start(self, record: RunRecord) -> int | None:
+        rows = await self._execute(self._insert, SqlRunRepository.start_values(record),
+                                   "writing the access log")
+        return rows[0][0]
 
-    async def finish(self, record: RunRecord) -> None:
-        await self._execute(self._finish, SqlRunRepository.finish_values(record),
+    async def update(self, record: RunRecord) -> None:
+        await self._execute(self._update, SqlRunRepository.finish_values(record),
                             "completing the access log")
 
     async def close(self) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -16,7 +15,8 @@ from mer.domain import RunRecord, RunTarget, WeightRevision, WorkerInfo
 from mer.errors import EditNotAllowed
 from mer.execution.interface import Executor
 
-__all__ = ["ExecutorSource", "RunPlan", "RunPlanCache", "ServiceContext", "UowRunLog", "require_edit"]
+__all__ = ["CachedPlan", "ExecutorSource", "RunPlan", "RunPlanCache", "ServiceContext", "UowRunLog",
+           "require_edit"]
 
 
 class ExecutorSource(Protocol):
@@ -28,21 +28,21 @@ class ExecutorSource(Protocol):
 
 class UowRunLog:
     """A RunLog over any unit of work: each write its own transaction. It knows no
-    catalog generation, so it never gives the same one twice and nothing is cached."""
+    catalog generation (None), so nothing is cached."""
 
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
-        self._generations = itertools.count()
 
-    async def catalog_generation(self) -> int:
-        return next(self._generations)
+    async def catalog_generation(self) -> int | None:
+        return None
 
-    async def start(self, record: RunRecord) -> None:
+    async def start(self, record: RunRecord) -> int | None:
         async with self._uow() as uow:
             await uow.runs.start(record)
             await uow.commit()
+        return None
 
-    async def finish(self, record: RunRecord) -> None:
+    async def update(self, record: RunRecord) -> None:
         async with self._uow() as uow:
             await uow.runs.finish(record)
             await uow.commit()
@@ -60,28 +60,30 @@ class RunPlan:
     weights: list[WeightRevision]
 
 
+@dataclass(frozen=True, slots=True)
+class CachedPlan:
+    generation: int  # the catalog generation read just before the plan
+    plan: RunPlan
+
+
 class RunPlanCache:
-    """Run plans by (model name, version or None for the newest), valid for one catalog
-    generation: a new generation empties it. Bounded, oldest entry out first, because
-    weight vectors can be large."""
+    """Run plans by (model name, version or None for the newest), each with the catalog
+    generation it was read at. Bounded, least recently used out first, because weight
+    vectors can be large."""
 
     def __init__(self, size: int = 32) -> None:
         self._size = size
-        self._generation: int | None = None
-        self._plans: OrderedDict[tuple[str, str | None], RunPlan] = OrderedDict()
+        self._plans: OrderedDict[tuple[str, str | None], CachedPlan] = OrderedDict()
 
-    def _at(self, generation: int) -> None:
-        if generation != self._generation:
-            self._plans.clear()
-            self._generation = generation
-
-    def get(self, key: tuple[str, str | None], generation: int) -> RunPlan | None:
-        self._at(generation)
-        return self._plans.get(key)
+    def get(self, key: tuple[str, str | None]) -> CachedPlan | None:
+        found = self._plans.get(key)
+        if found is not None:
+            self._plans.move_to_end(key)
+        return found
 
     def put(self, key: tuple[str, str | None], generation: int, plan: RunPlan) -> None:
-        self._at(generation)
-        self._plans[key] = plan
+        self._plans[key] = CachedPlan(generation, plan)
+        self._plans.move_to_end(key)
         if len(self._plans) > self._size:
             self._plans.popitem(last=False)
 

@@ -4,9 +4,10 @@ The access-log row is written (and committed) before the model starts, and compl
 in a ``finally`` whatever the ending: success, failure, timeout, lost connection, an
 executor error, or cancellation (Ctrl-C, SIGTERM to mer), so no run goes unrecorded.
 
-Speed: a run's reads of the catalog are cached per shell and checked against the
-catalog generation (one small read) before each run; both access-log writes go
-through the RunLog, a round trip each (see mer/db/run_log.py).
+Speed: a run's reads of the catalog are cached per shell. The insert of the access-log
+row returns the catalog generation, and a changed one means the plan is read again
+(and the row rewritten) before the model starts; so a run with a cached plan costs two
+round trips to the database, the insert and the final update (mer/db/run_log.py).
 """
 
 from __future__ import annotations
@@ -86,24 +87,33 @@ async def run_model(
     then says failed, with the error)."""
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds")
-    plan = await _plan(ctx, ref, server)
-    model, srv = plan.target.model, plan.target.server
-    if not model.enabled:
-        raise UsageError(f"model '{model.ref}' is disabled; `model enable {model.ref}` first")
-    if not srv.enabled:
-        raise UsageError(f"server '{srv.name}' is disabled")
-    command = model.command
-    if kind is RunKind.TRAIN:
-        if not model.train_command:
-            raise UsageError(f"model '{model.ref}' has no training command; set train_command")
-        command = model.train_command
+    key = parse_model_ref(ref)
+    cached = ctx.run_plans.get(key) if server is None else None
+    if cached is not None:
+        try:
+            _command(cached.plan, kind)
+        except UsageError:
+            cached = None  # perhaps only stale (enabled since): decide on a fresh read
+    plan = cached.plan if cached is not None else await _read_plan(ctx, ref, key, server)
+    command = _command(plan, kind)
+    record = RunRecord(model=plan.target.model.name, version="", server="", os_user=ctx.actor,
+                       kind=kind)
+    _stamp(record, plan)
+    # The row is written before the model starts; the insert also tells whether the
+    # catalog changed since the cached plan was read.
+    generation = await ctx.run_log.start(record)
+    if cached is not None and generation != cached.generation:
+        try:
+            plan = await _read_plan(ctx, ref, key, server)
+            command = _command(plan, kind)
+        except BaseException as err:
+            record.status, record.error, record.finished_at = RunStatus.FAILED, str(err), utcnow()
+            await asyncio.shield(ctx.run_log.update(record))
+            raise
+        _stamp(record, plan)
+        await ctx.run_log.update(record)  # the row says what really runs
+    model, srv, weights = plan.target.model, plan.target.server, plan.weights
     parameters = {**plan.target.parameters, **(params or {})}
-    weights = plan.weights
-    record = RunRecord(
-        model=model.name, version=model.version, server=srv.name, os_user=ctx.actor,
-        kind=kind, model_id=model.id, weight_revisions={w.name: w.revision for w in weights},
-    )
-    await ctx.run_log.start(record)  # before the model starts
     request = RunRequest(
         model=model.name, version=model.version, command=command,
         payload={
@@ -131,7 +141,7 @@ async def run_model(
     finally:
         record.finished_at = record.finished_at or utcnow()
         # NOTE: shielded, so a second Ctrl-C cannot leave the row unfinished.
-        await asyncio.shield(ctx.run_log.finish(record))
+        await asyncio.shield(ctx.run_log.update(record))
     return record, result
 
 
@@ -143,18 +153,35 @@ def _complete(record: RunRecord, result: RunResult) -> None:
     record.result, record.error = result.result, result.error
 
 
-async def _plan(ctx: ServiceContext, ref: str, server: str | None) -> RunPlan:
-    """What the run needs of the catalog: from this shell's cache while the catalog
-    generation stays the same, else read in one transaction (and cached)."""
-    name, version = parse_model_ref(ref)
-    # NOTE: the generation is read before the catalog: an edit in between makes the next
-    # run read again; it can never pin an older plan to a newer generation.
+def _command(plan: RunPlan, kind: RunKind) -> list[str]:
+    """The argv to run; UsageError when the plan cannot run."""
+    model, srv = plan.target.model, plan.target.server
+    if not model.enabled:
+        raise UsageError(f"model '{model.ref}' is disabled; `model enable {model.ref}` first")
+    if not srv.enabled:
+        raise UsageError(f"server '{srv.name}' is disabled")
+    if kind is not RunKind.TRAIN:
+        return model.command
+    if not model.train_command:
+        raise UsageError(f"model '{model.ref}' has no training command; set train_command")
+    return model.train_command
+
+
+def _stamp(record: RunRecord, plan: RunPlan) -> None:
+    model = plan.target.model
+    record.model_id, record.version, record.server = model.id, model.version, plan.target.server.name
+    record.weight_revisions = {w.name: w.revision for w in plan.weights}
+
+
+async def _read_plan(ctx: ServiceContext, ref: str, key: tuple[str, str | None],
+                     server: str | None) -> RunPlan:
+    """Read what the run needs of the catalog in one transaction, and cache it (unless
+    the server is overridden) under the catalog generation read just before."""
+    # NOTE: the generation is read first: an edit in between makes the next run read
+    # again; it can never pin an older plan to a newer generation.
     generation = await ctx.run_log.catalog_generation()
-    key = (name, version)
-    if server is None and (plan := ctx.run_plans.get(key, generation)) is not None:
-        return plan
     async with ctx.uow() as uow:
-        target = await uow.models.get_run_target(name, version)
+        target = await uow.models.get_run_target(*key)
         if target is None:
             raise ModelNotFound(ref)
         if server is not None and server != target.server.name:
@@ -163,7 +190,7 @@ async def _plan(ctx: ServiceContext, ref: str, server: str | None) -> RunPlan:
                 raise ServerNotFound(server)
             target = RunTarget(model=target.model, server=override, parameters=target.parameters)
         plan = RunPlan(target=target, weights=await uow.weights.latest(target.model.id))
-    if server is None:
+    if server is None and generation is not None:
         ctx.run_plans.put(key, generation, plan)
     return plan
 

@@ -52,9 +52,9 @@ async def test_every_catalog_change_moves_the_generation_and_runs_do_not(engine,
                      update_server, remove_model):
             await changed(edit)
         record = RunRecord(model="m", version="1", server="local", os_user="t", kind=RunKind.RUN)
-        await log.start(record)
+        assert await log.start(record) == seen[-1]  # the insert tells the generation too
         record.status, record.finished_at = RunStatus.SUCCEEDED, utcnow()
-        await log.finish(record)
+        await log.update(record)
         assert await log.catalog_generation() == seen[-1]  # the access log is not the catalog
         async with uow_factory() as uow:  # a rolled back edit changes nothing
             await uow.servers.add(Server(name="gone"))
@@ -78,9 +78,11 @@ async def test_rows_written_by_the_run_log_read_back_through_the_repository(engi
         record.stdout, record.stderr = "out\x00put\n", "é"
         record.bytes_in, record.bytes_out, record.error = 10, 20, "exit status 3"
         record.result = {"y": [1.5, None], "ok": False}
-        await log.finish(record)
+        record.version, record.server = "3", "gpu"  # a row rewritten before the model started
+        await log.update(record)
         async with uow_factory() as uow:
             done = await uow.runs.get(str(record.id)[:8])
+        assert (done.version, done.server) == ("3", "gpu")
         assert (done.id, done.kind, done.status, done.exit_code) == (record.id, RunKind.TRAIN,
                                                                     RunStatus.FAILED, 3)
         assert done.finished_at == record.finished_at and done.finished_at.tzinfo is not None

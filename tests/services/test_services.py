@@ -170,6 +170,10 @@ class _SteadyCatalog(UowRunLog):
     async def catalog_generation(self) -> int:
         return self.generation
 
+    async def start(self, record) -> int:  # noqa: ANN001
+        await super().start(record)
+        return self.generation
+
 
 async def test_runs_read_the_catalog_again_only_when_its_generation_moves(
     store: FakeStore, executor: FakeExecutor, monkeypatch: pytest.MonkeyPatch
@@ -197,13 +201,28 @@ async def test_runs_read_the_catalog_again_only_when_its_generation_moves(
     await run_svc.run_model(c, "lin")
     assert executor.requests[-1].command == ["v1"] and reads == ["lin"]
     log.generation += 1  # what the triggers do on a real database
-    await run_svc.run_model(c, "lin")
+    record, _ = await run_svc.run_model(c, "lin")
     assert executor.requests[-1].command == ["v2"] and reads == ["lin", "lin"]
+    assert store.runs[record.id].status is RunStatus.SUCCEEDED and len(store.runs) == 5
+    await run_svc.run_model(c, "lin")
+    assert reads == ["lin", "lin"]  # cached again
 
+    await model_svc.set_model_enabled(c, "lin", False)
+    log.generation += 1
+    with pytest.raises(UsageError, match="disabled"):
+        await run_svc.run_model(c, "lin")  # found out by the insert: the row says why
+    failed = list(store.runs.values())[-1]
+    assert failed.status is RunStatus.FAILED and "disabled" in failed.error
+    await model_svc.set_model_enabled(c, "lin", True)
+    log.generation += 1
+    await run_svc.run_model(c, "lin")  # the cached plan said disabled: read again, runs
+    assert executor.requests[-1].command == ["v2"]
+
+    n = len(reads)
     record, _ = await run_svc.run_model(c, "lin", server="other")  # an override reads
-    assert record.server == "other" and len(reads) == 3
+    assert record.server == "other" and len(reads) == n + 1
     record, _ = await run_svc.run_model(c, "lin")  # and does not replace the cached plan
-    assert record.server == "local" and len(reads) == 3
+    assert record.server == "local" and len(reads) == n + 1
 
 
 async def test_failed_and_train_runs(ctx: ServiceContext, store: FakeStore, executor: FakeExecutor) -> None:
