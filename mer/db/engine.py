@@ -36,7 +36,12 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if (backend, driver) == ("postgresql", "asyncpg"):
         return create_async_engine(parsed, echo=echo, pool_pre_ping=True)
     if (backend, driver) == ("sqlite", "aiosqlite"):
-        if parsed.database and parsed.database != ":memory:":
+        if not parsed.database or parsed.database == ":memory:" or "mode=memory" in str(parsed):
+            # NOTE: one connection shared by everyone, gone with the process; an error in
+            # one transaction closed it for all (seen here). mer's data must outlive it.
+            raise ConfigError(f"{mask_password(url)!r} is an in-memory database, which vanishes "
+                              f"with the process; use a file: sqlite+aiosqlite:///path/to/mer.db")
+        if parsed.database:
             try:
                 Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:

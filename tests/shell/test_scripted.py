@@ -139,3 +139,10 @@ def test_every_run_is_in_the_access_log(mer: Mer) -> None:
     runs = json.loads(mer("--json", "-c", "runs").stdout)
     assert sorted(r["status"] for r in runs) == ["failed", "succeeded", "timeout"]
     assert all(r["finished_at"] for r in runs)
+
+
+
+def test_an_in_memory_database_is_refused_in_one_line(mer: Mer) -> None:
+    done = mer("--database-url", "sqlite+aiosqlite:///:memory:", "-c", "models")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith("use a file: sqlite+aiosqlite:///path/to/mer.db")
