@@ -107,7 +107,10 @@ async def run_model(
             plan = await _read_plan(ctx, ref, key, server)
             command = _command(plan, kind)
         except BaseException as err:
-            record.status, record.error, record.finished_at = RunStatus.FAILED, str(err), utcnow()
+            cancelled = isinstance(err, asyncio.CancelledError)
+            record.status = RunStatus.CANCELLED if cancelled else RunStatus.FAILED
+            record.error = "cancelled by the user" if cancelled else str(err)
+            record.finished_at = utcnow()
             await asyncio.shield(ctx.run_log.update(record))
             raise
         _stamp(record, plan)
