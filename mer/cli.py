@@ -23,7 +23,7 @@ from mer.errors import EXIT_INTERRUPTED, EXIT_USAGE, MerError
 
 if TYPE_CHECKING:
     from mer.bootstrap import Runtime
-    from mer.shell.bridge import AsyncBridge
+    from mer.shell.bridge import AsyncBridge, InlineBridge
 
 __all__ = ["main"]
 
@@ -74,19 +74,27 @@ def _run_script(shell: object, lines: Iterable[str], stop_on_error: bool) -> Non
     for line in _script_lines(lines):
         before = shell.failed
         shell.failed = False
-        stop = shell.onecmd_plus_hooks(line)
+        # Ctrl-C stops the whole script, not just the command under way.
+        stop = shell.onecmd_plus_hooks(line, raise_keyboard_interrupt=True)
         # A reader on the other end of a pipe sees each command's output as it ends.
         shell.stdout.flush()
         failed_now = shell.failed
         shell.failed = before or failed_now
-        if stop or (failed_now and stop_on_error):
+        interrupted = shell.exit_code == EXIT_INTERRUPTED  # a Ctrl-C cancelled it
+        if stop or interrupted or (failed_now and stop_on_error):
             break
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    # Raised in the main thread: the bridge cancels the running command and waits for
-    # its cleanup (model killed, access-log row finished) before mer exits.
-    raise SystemExit(128 + signum)
+def _route_signals(bridge: InlineBridge) -> None:
+    """Ctrl-C, SIGTERM and SIGHUP cancel the command under way (the bridge waits for its
+    cleanup: model killed, access-log row finished), then end mer; between commands
+    they end it at once."""
+    def interrupt(signum: int, _frame: object) -> None:
+        bridge.interrupt(KeyboardInterrupt() if signum == signal.SIGINT
+                         else SystemExit(128 + signum))
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         script_lines = sys.stdin  # piped: read lazily, line by line
 
     from mer.bootstrap import build_runtime
-    from mer.shell.bridge import AsyncBridge
+    from mer.shell.bridge import AsyncBridge, InlineBridge
 
-    bridge = AsyncBridge()
+    bridge = AsyncBridge() if interactive else InlineBridge()
     started: list[Future[Runtime]] = []
 
     def start_runtime() -> Future[Runtime]:
@@ -151,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                 shell.intro = f"mer {__version__} ({settings.safe_database_url}; {edit}). Type help."
             exit_code = shell.cmdloop()
         else:
-            signal.signal(signal.SIGTERM, _terminate)
-            signal.signal(signal.SIGHUP, _terminate)
+            assert isinstance(bridge, InlineBridge)
+            _route_signals(bridge)
             try:
                 _run_script(shell, script_lines, args.stop_on_error)  # type: ignore[arg-type]
             except KeyboardInterrupt:
@@ -169,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     return exit_code
 
 
-def _close(bridge: AsyncBridge, started: list[Future[Runtime]]) -> None:
+def _close(bridge: AsyncBridge | InlineBridge, started: list[Future[Runtime]]) -> None:
     """Stop workers, close SSH connections and the database pool, then the loop."""
     cleanup = None
     if started:

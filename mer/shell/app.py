@@ -35,7 +35,7 @@ from mer.services import servers as server_svc
 from mer.services import weights as weight_svc
 from mer.services.context import ServiceContext
 from mer.shell import render
-from mer.shell.bridge import AsyncBridge
+from mer.shell.bridge import AsyncBridge, InlineBridge
 from mer.shell.completion import CompletionCache, build_cache
 
 __all__ = ["MerShell"]
@@ -106,7 +106,7 @@ class MerShell(cmd2.Cmd):
     do_ipy = None
 
     def __init__(self, start_runtime: Callable[[], concurrent.futures.Future[Runtime]],
-                 bridge: AsyncBridge, *,
+                 bridge: AsyncBridge | InlineBridge, *,
                  json_output: bool = False, allow_edit: bool = False, stdin: Any = None,
                  stdout: Any = None, history_file: str = "") -> None:
         super().__init__(
@@ -184,6 +184,8 @@ class MerShell(cmd2.Cmd):
 
     def refresh_cache(self) -> None:
         """Rebuild the completion cache on the loop; a rebuild under way is replaced."""
+        if not self.bridge.background:
+            return  # a script completes nothing: no rebuild to wait for between commands
         future = self._runtime_future = self._runtime_future or self._start_runtime()
         if not future.done() or future.exception() is not None:
             return

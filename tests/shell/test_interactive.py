@@ -50,16 +50,31 @@ def test_pty_prompt_completion_and_ctrl_c(mer: Mer) -> None:
         child.close(force=True)
 
 
-def test_sigterm_mid_run_completes_the_access_log_row(mer: Mer) -> None:
-    proc = mer.popen("-c", "run slow --data '{\"seconds\": 60}'", stdout=subprocess.PIPE,
-                     stderr=subprocess.PIPE)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_mid_run_cancels_it_and_completes_the_access_log_row(mer: Mer, signum: int) -> None:
+    proc = mer.popen("-c", "run slow --data '{\"seconds\": 60}'", "-c", "models",
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert "tick 1" in line
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    proc.send_signal(signum)
+    assert proc.wait(timeout=30) == 128 + signum
+    assert "echo" not in proc.stdout.read()  # the script's next command never ran
     record = json.loads(mer("--json", "-c", "runs --limit 1").stdout)[0]
     assert record["status"] == "cancelled" and record["finished_at"]
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "slow.py" not in ps
+
+
+def test_a_signal_between_commands_ends_a_piped_script(mer: Mer) -> None:
+    proc = mer.popen(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("run echo --data 1\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline()  # the run ended; mer now waits for the next line
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    proc.stdin.close()
 
 
 def test_two_shells_see_each_others_edits_and_conflicts(mer: Mer) -> None:
