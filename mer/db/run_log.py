@@ -3,16 +3,23 @@
 A run writes its access-log row before the model starts and completes it when the model
 ends. Through an ORM session one such write cost ~0.8 ms here (a greenlet, a pooled
 connection checked out and reset, half a dozen hops to aiosqlite's thread), more than
-starting the model. ``SqlRunLog`` keeps one connection of the engine's pool for the
-life of the process, in autocommit, and sends it the repository's own Core statements,
-compiled once for the dialect, with SQLAlchemy's own bind processors applied to the
-values: one round trip per write (one hop to aiosqlite's thread, or one asyncpg
-message), the same SQL and the same stored values as the repository writes.
+starting the model. ``SqlRunLog`` sends the repository's own Core statements, compiled
+once for the dialect, with SQLAlchemy's own bind processors applied to the values: the
+same SQL and the same stored values as the repository writes, one round trip a write.
+
+- PostgreSQL: one asyncpg connection of the engine's pool, held in autocommit.
+- SQLite: a write is a few tens of µs of SQLite work, but a round trip to aiosqlite's
+  thread costs ~110 µs more here, twice a run. So the write is made on the loop's own
+  thread, on a sqlite3 connection that never waits for a lock (busy timeout 0): when
+  another writer holds the database, the write goes to an aiosqlite connection of the
+  pool instead, which waits for it on its thread while the loop goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -24,8 +31,17 @@ from mer.db.engine import map_errors
 from mer.db.orm import CatalogStateRow
 from mer.db.repository import RUN_FINISH, RUN_INSERT, SqlRunRepository
 from mer.domain import RunRecord
+from mer.errors import StorageError
 
 __all__ = ["SqlRunLog"]
+
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    asyncpg = sys.modules.get("asyncpg")  # imported by the engine only when it is used
+    pg = (asyncpg.PostgresError, asyncpg.InterfaceError) if asyncpg is not None else ()
+    return (sqlite3.Error, *pg)
 
 
 class _Statement:
@@ -55,6 +71,10 @@ class SqlRunLog:
         self._opening = asyncio.Lock()
         dialect = engine.dialect
         self._postgres = dialect.name == "postgresql"
+        url = engine.url
+        # NOTE: a URL with query options (uri=true, mode=...) is left to aiosqlite alone.
+        self._inline_path = url.database if dialect.name == "sqlite" and not url.query else None
+        self._inline: sqlite3.Connection | None = None
         generation = (select(CatalogStateRow.generation)
                       .where(CatalogStateRow.id == literal_column("1")).scalar_subquery())
         self._generation = _Statement(select(generation), dialect)
@@ -78,13 +98,35 @@ class SqlRunLog:
                     self._conn, self._driver = conn, raw.driver_connection
         return self._driver
 
+    def _inline_connection(self) -> sqlite3.Connection:
+        if self._inline is None:
+            conn = sqlite3.connect(self._inline_path, timeout=0, isolation_level=None)  # type: ignore[arg-type]
+            # Per connection, as the engine's (mer/db/engine.py); the database is in WAL.
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._inline = conn
+        return self._inline
+
     async def _execute(self, stmt: _Statement, values: dict[str, Any], what: str) -> Any:
-        driver = await self._driver_connection()
         args = stmt.args(values)
         with map_errors(what=what):
-            if self._postgres:
-                return await driver.fetch(stmt.sql, *args)
-            return await driver.execute_fetchall(stmt.sql, args)
+            try:
+                if self._inline_path is not None:
+                    try:
+                        return self._inline_connection().execute(stmt.sql, args).fetchall()
+                    except sqlite3.OperationalError as err:
+                        if err.sqlite_errorcode not in _BUSY:
+                            raise
+                        # Locked by another writer, nothing written: wait on aiosqlite's thread.
+                driver = await self._driver_connection()
+                if self._postgres:
+                    return await driver.fetch(stmt.sql, *args)
+                return await driver.execute_fetchall(stmt.sql, args)
+            except _driver_errors() as err:  # raw driver errors: SQLAlchemy did not wrap them
+                text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                if "database is locked" in text:
+                    raise StorageError("the database is busy (locked by another writer); retry") from err
+                raise StorageError(f"{what} failed: {text}") from err
 
     async def catalog_generation(self) -> int | None:
         rows = await self._execute(self._generation, {}, "reading the catalog generation")
@@ -100,6 +142,9 @@ class SqlRunLog:
                             "completing the access log")
 
     async def close(self) -> None:
+        if self._inline is not None:
+            inline, self._inline = self._inline, None
+            inline.close()
         if self._conn is not None:
             conn, self._conn, self._driver = self._conn, None, None
             await conn.close()

@@ -91,3 +91,44 @@ async def test_rows_written_by_the_run_log_read_back_through_the_repository(engi
         assert done.result == {"y": [1.5, None], "ok": False}
     finally:
         await log.close()
+
+
+async def test_a_locked_sqlite_database_is_waited_for_off_the_loop(tmp_path) -> None:
+    """The SQLite run log writes on the loop's thread only when no one holds the write
+    lock; a held lock sends the write to aiosqlite's thread, and the loop goes on."""
+    import asyncio
+    import sqlite3
+
+    from mer.db.engine import create_engine
+    from mer.db.migrate import upgrade
+
+    path = tmp_path / "mer.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await upgrade(engine)
+    log = SqlRunLog(engine)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        first = RunRecord(model="m", version="1", server="local", os_user="t", kind=RunKind.RUN)
+        generation = await log.start(first)  # the fast path, on the loop's thread
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the database
+        record = RunRecord(model="m", version="1", server="local", os_user="t", kind=RunKind.RUN)
+        write = asyncio.create_task(log.start(record))
+        loop = asyncio.get_running_loop()
+        gaps, last = [], loop.time()
+        for _ in range(20):  # the loop goes on while the write waits for the lock
+            await asyncio.sleep(0.01)
+            gaps.append(loop.time() - last)
+            last = loop.time()
+        assert not write.done()
+        # NOTE: not a speed check: a write that waited on the loop's thread would stall
+        # it for the whole busy timeout (5 s).
+        assert max(gaps) < 2.5
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(write, 10) == generation
+        rows = other.execute("SELECT id, status FROM access_log ORDER BY started_at").fetchall()
+        assert [status for _, status in rows] == ["running", "running"]
+        assert {row_id.replace("-", "") for row_id, _ in rows} == {first.id.hex, record.id.hex}
+    finally:
+        other.close()
+        await log.close()
+        await engine.dispose()
