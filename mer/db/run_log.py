@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -36,12 +35,6 @@ from mer.errors import StorageError
 __all__ = ["SqlRunLog"]
 
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
-def _driver_errors() -> tuple[type[Exception], ...]:
-    asyncpg = sys.modules.get("asyncpg")  # imported by the engine only when it is used
-    pg = (asyncpg.PostgresError, asyncpg.InterfaceError) if asyncpg is not None else ()
-    return (sqlite3.Error, *pg)
 
 
 class _Statement:
@@ -71,6 +64,12 @@ class SqlRunLog:
         self._opening = asyncio.Lock()
         dialect = engine.dialect
         self._postgres = dialect.name == "postgresql"
+        # The driver's own errors: SQLAlchemy does not wrap them on this path.
+        self._errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+        if self._postgres:
+            import asyncpg
+
+            self._errors += (asyncpg.PostgresError, asyncpg.InterfaceError)
         url = engine.url
         # NOTE: a URL with query options (uri=true, mode=...) is left to aiosqlite alone.
         self._inline_path = url.database if dialect.name == "sqlite" and not url.query else None
@@ -122,7 +121,7 @@ class SqlRunLog:
                 if self._postgres:
                     return await driver.fetch(stmt.sql, *args)
                 return await driver.execute_fetchall(stmt.sql, args)
-            except _driver_errors() as err:  # raw driver errors: SQLAlchemy did not wrap them
+            except self._errors as err:
                 text = (str(err).strip().splitlines() or [type(err).__name__])[0]
                 if "database is locked" in text:
                     raise StorageError("the database is busy (locked by another writer); retry") from err

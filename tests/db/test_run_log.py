@@ -132,3 +132,22 @@ async def test_a_locked_sqlite_database_is_waited_for_off_the_loop(tmp_path) -> 
         other.close()
         await log.close()
         await engine.dispose()
+
+
+async def test_a_driver_error_is_one_storage_error_line(engine) -> None:
+    import pytest
+    from sqlalchemy import text
+
+    from mer.errors import StorageError
+
+    log = SqlRunLog(engine)
+    try:
+        await log.catalog_generation()  # the connections are open
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP TABLE access_log"))
+        record = RunRecord(model="m", version="1", server="local", os_user="t", kind=RunKind.RUN)
+        with pytest.raises(StorageError, match=r"^writing the access log failed: .*access_log") as err:
+            await log.start(record)
+        assert "\n" not in str(err.value)
+    finally:
+        await log.close()
