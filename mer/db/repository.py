@@ -415,6 +415,18 @@ def _storable(text: str | None) -> str | None:
     return text.replace("\x00", "\ufffd") if text else text
 
 
+def _storable_json(value: Any) -> Any:
+    """The same for a model's parsed result: PostgreSQL's JSONB refuses a \\u0000 in any
+    string or key, and the row would never be completed."""
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, list):
+        return [_storable_json(v) for v in value]
+    if isinstance(value, dict):
+        return {_storable(k): _storable_json(v) for k, v in value.items()}
+    return value
+
+
 _RUNS = RunRow.__table__
 # Prebuilt Core statements: two rows per run is the hot path of every `run`, and
 # building ORM-enabled statements per call cost more than the database work itself.
@@ -438,7 +450,7 @@ class SqlRunRepository(_Repo):
             model_id=r.model_id, version=r.version, server=r.server,
             status=str(r.status), exit_code=r.exit_code, finished_at=r.finished_at,
             bytes_in=r.bytes_in, bytes_out=r.bytes_out, stdout=_storable(r.stdout),
-            stderr=_storable(r.stderr), result=r.result, error=_storable(r.error),
+            stderr=_storable(r.stderr), result=_storable_json(r.result), error=_storable(r.error),
             weight_revisions=dict(r.weight_revisions),
         )
 

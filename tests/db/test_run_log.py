@@ -77,7 +77,7 @@ async def test_rows_written_by_the_run_log_read_back_through_the_repository(engi
         record.status, record.exit_code, record.finished_at = RunStatus.FAILED, 3, utcnow()
         record.stdout, record.stderr = "out\x00put\n", "é"
         record.bytes_in, record.bytes_out, record.error = 10, 20, "exit status 3"
-        record.result = {"y": [1.5, None], "ok": False}
+        record.result = {"y": [1.5, None], "ok": False, "k\x00": ["a\x00b"]}  # JSONB refuses NUL
         record.version, record.server = "3", "gpu"  # a row rewritten before the model started
         await log.update(record)
         async with uow_factory() as uow:
@@ -88,7 +88,7 @@ async def test_rows_written_by_the_run_log_read_back_through_the_repository(engi
         assert done.finished_at == record.finished_at and done.finished_at.tzinfo is not None
         assert done.stdout == "out\ufffdput\n" and done.stderr == "é"
         assert (done.bytes_in, done.bytes_out, done.error) == (10, 20, "exit status 3")
-        assert done.result == {"y": [1.5, None], "ok": False}
+        assert done.result == {"y": [1.5, None], "ok": False, "k\ufffd": ["a\ufffdb"]}
     finally:
         await log.close()
 
