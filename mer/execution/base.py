@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from mer.domain import RunRequest, RunResult, RunStatus, Server, WorkerInfo, utcnow
+from mer.domain import RunRequest, RunResult, RunStatus, Server, WorkerInfo, encode_request, utcnow
 from mer.errors import ExecutionError, WorkerError
 from mer.execution.interface import Sinks
 
@@ -165,7 +165,7 @@ class ProcessExecutor:
             return await self._run_worker(request, server, sinks)
         started = utcnow()
         proc = await self._spawn(request, server, request.command)
-        data = json.dumps(request.payload).encode() + b"\n"
+        data = encode_request(request.payload)
         out, err = OutputKeeper(self.output_cap), OutputKeeper(self.output_cap)
 
         async def feed() -> None:
@@ -275,7 +275,7 @@ class ProcessExecutor:
                     else:
                         rid = worker.next_id
                         worker.next_id += 1
-                        data = (json.dumps({"id": rid, **request.payload}) + "\n").encode()
+                        data = encode_request({"id": rid, **request.payload})
                     sent = len(data)
                     await worker.proc.write(data)
                     result, error = await self._read_response(worker, request, out, sinks)

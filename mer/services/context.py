@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mer.db.interfaces import RunLog, UnitOfWorkFactory
-from mer.domain import RunRecord, RunTarget, WeightRevision, WorkerInfo
+from mer.domain import JsonText, RunRecord, RunTarget, WeightRevision, WorkerInfo
 from mer.errors import EditNotAllowed
 from mer.execution.interface import Executor
 
@@ -58,6 +58,7 @@ class RunPlan:
 
     target: RunTarget
     weights: list[WeightRevision]
+    weights_json: JsonText  # the weights as the request carries them, encoded once
 
 
 @dataclass(frozen=True, slots=True)

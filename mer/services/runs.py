@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mer.domain import (
+    JsonText,
     ModelConfig,
     RunKind,
     RunRecord,
@@ -121,7 +122,7 @@ async def run_model(
         model=model.name, version=model.version, command=command,
         payload={
             "model": model.name, "version": model.version, "run_id": str(record.id),
-            "parameters": parameters, "weights": {w.name: w.values.tolist() for w in weights},
+            "parameters": parameters, "weights": plan.weights_json,
             "input": input,
         },
         mode=model.mode if kind is RunKind.RUN else "oneshot", framing=model.framing,
@@ -192,7 +193,9 @@ async def _read_plan(ctx: ServiceContext, ref: str, key: tuple[str, str | None],
             if override is None:
                 raise ServerNotFound(server)
             target = RunTarget(model=target.model, server=override, parameters=target.parameters)
-        plan = RunPlan(target=target, weights=await uow.weights.latest(target.model.id))
+        weights = await uow.weights.latest(target.model.id)
+    weights_json = JsonText(json.dumps({w.name: w.values.tolist() for w in weights}))
+    plan = RunPlan(target=target, weights=weights, weights_json=weights_json)
     if server is None and generation is not None:
         ctx.run_plans.put(key, generation, plan)
     return plan

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mer.domain import ModelConfig, RunKind, RunResult, RunStatus, Server
+from mer.domain import ModelConfig, RunKind, RunResult, RunStatus, Server, encode_request
 from mer.errors import (
     AlreadyExists,
     ConflictError,
@@ -154,9 +154,10 @@ async def test_run_builds_the_request_and_logs_start_and_finish(
     ctx: ServiceContext, store: FakeStore, executor: FakeExecutor
 ) -> None:
     record, result = await run_svc.run_model(ctx, "lin", input={"x": [1, 2]}, params={"bias": 2})
-    req = executor.requests[-1]
-    assert req.payload["weights"] == {"w": [1.0, 2.0]} and req.payload["parameters"] == {"bias": 2}
-    assert req.payload["input"] == {"x": [1, 2]} and req.payload["run_id"] == str(record.id)
+    sent = json.loads(encode_request(executor.requests[-1].payload))  # what the model reads
+    assert sent["weights"] == {"w": [1.0, 2.0]} and sent["parameters"] == {"bias": 2}
+    assert sent["input"] == {"x": [1, 2]} and sent["run_id"] == str(record.id)
+    assert (sent["model"], sent["version"]) == ("lin", "1")
     stored = store.runs[record.id]
     assert stored.status is RunStatus.SUCCEEDED and stored.weight_revisions == {"w": 1}
     assert stored.finished_at is not None and stored.result == {"ok": True}
