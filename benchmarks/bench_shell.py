@@ -8,7 +8,8 @@
    running (the wall time including the start is printed too).
 3. `run` of a model whose command is `true`, in one mer process, access log included
    (two SQLite transactions per run) vs a raw asyncio spawn of `true` with the JSON
-   request on stdin plus two sqlite3 writes, the medians of alternating rounds.
+   request on stdin plus two sqlite3 writes, the medians of alternating rounds
+   (1,000 runs a round, so the start of a process weighs little).
    Target <= 1.5x.
 
     .venv/bin/python benchmarks/bench_shell.py
@@ -114,7 +115,7 @@ def main() -> None:
 
         # Rounds alternate between the two, and the medians are compared: this machine's
         # speed drifts by tens of percent over seconds.
-        runs, rounds = 200, 5
+        runs, rounds = 1000, 5
         script = "run t\n" * runs
         per_runs, raws = [], []
         for _ in range(rounds):
