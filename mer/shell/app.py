@@ -611,7 +611,7 @@ class MerShell(cmd2.Cmd):
                 answer = record.result
                 self.out(answer if isinstance(answer, str) else render.dumps(answer))
             else:
-                self.fail(f"error: {render.run_summary(record)}", 1)
+                self.fail(render.run_summary(record), 1)  # as `run` ends a failed run
 
     # -- edit commands (disabled without --allow-edit; the services enforce it too) ------
 
