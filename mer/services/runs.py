@@ -116,7 +116,7 @@ async def run_model(
             raise
         _stamp(record, plan)
         await ctx.run_log.update(record)  # the row says what really runs
-    model, srv, weights = plan.target.model, plan.target.server, plan.weights
+    model, srv = plan.target.model, plan.target.server
     parameters = {**plan.target.parameters, **(params or {})}
     request = RunRequest(
         model=model.name, version=model.version, command=command,

@@ -148,7 +148,7 @@ class InlineBridge:
         try:
             if cleanup is not None:
                 self.loop.run_until_complete(asyncio.wait_for(cleanup, timeout))
-        except (asyncio.TimeoutError, KeyboardInterrupt, SystemExit):
+        except (TimeoutError, KeyboardInterrupt, SystemExit):
             pass
         finally:
             self.loop.close()
