@@ -60,6 +60,11 @@ class RunPlan:
     weights: list[WeightRevision]
     weights_json: JsonText  # the weights as the request carries them, encoded once
 
+    @property
+    def size(self) -> int:
+        """Bytes that its weights hold, as values and as JSON."""
+        return len(self.weights_json) + sum(w.values.itemsize * len(w.values) for w in self.weights)
+
 
 @dataclass(frozen=True, slots=True)
 class CachedPlan:
@@ -69,11 +74,12 @@ class CachedPlan:
 
 class RunPlanCache:
     """Run plans by (model name, version or None for the newest), each with the catalog
-    generation it was read at. Bounded, least recently used out first, because weight
-    vectors can be large."""
+    generation it was read at. Bounded in count and in the bytes of their weights (a
+    million weights hold 28 MB), least recently used out first; a plan bigger than the
+    whole budget is used once and not kept."""
 
-    def __init__(self, size: int = 32) -> None:
-        self._size = size
+    def __init__(self, size: int = 32, max_bytes: int = 256 * 2**20) -> None:
+        self._size, self._max_bytes, self._bytes = size, max_bytes, 0
         self._plans: OrderedDict[tuple[str, str | None], CachedPlan] = OrderedDict()
 
     def get(self, key: tuple[str, str | None]) -> CachedPlan | None:
@@ -83,10 +89,18 @@ class RunPlanCache:
         return found
 
     def put(self, key: tuple[str, str | None], generation: int, plan: RunPlan) -> None:
+        self._drop(key)
+        if plan.size > self._max_bytes:
+            return
         self._plans[key] = CachedPlan(generation, plan)
-        self._plans.move_to_end(key)
-        if len(self._plans) > self._size:
-            self._plans.popitem(last=False)
+        self._bytes += plan.size
+        while len(self._plans) > self._size or self._bytes > self._max_bytes:
+            self._drop(next(iter(self._plans)))
+
+    def _drop(self, key: tuple[str, str | None]) -> None:
+        gone = self._plans.pop(key, None)
+        if gone is not None:
+            self._bytes -= gone.plan.size
 
 
 @dataclass

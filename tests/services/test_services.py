@@ -270,3 +270,36 @@ async def test_run_input_and_params_parsing(tmp_path: Path) -> None:
     assert run_svc.parse_param_overrides(["a=1", "b=x", "c=[1]"]) == {"a": 1, "b": "x", "c": [1]}
     with pytest.raises(UsageError, match="KEY=VALUE"):
         run_svc.parse_param_overrides(["novalue"])
+
+
+def test_the_plan_cache_is_bounded_by_count_and_by_the_bytes_of_weights() -> None:
+    from array import array
+    from uuid import uuid4
+
+    from mer.domain import JsonText, RunTarget, WeightRevision
+    from mer.services.context import RunPlan, RunPlanCache
+
+    def plan(n: int) -> RunPlan:  # n weights: 8 n bytes of values plus their JSON
+        model = ModelConfig(name="m", server="local", command=["true"])
+        values = array("d", [0.0] * n)
+        weights = [WeightRevision(model_id=uuid4(), name="w", revision=1, values=values,
+                                  sha256="", author="t")]
+        encoded = JsonText(json.dumps({"w": values.tolist()}))
+        return RunPlan(RunTarget(model, Server(name="local"), {}), weights, encoded)
+
+    one = plan(1000)  # 8,000 + 7,007 bytes
+    cache = RunPlanCache(size=3, max_bytes=2 * one.size + 100)
+    cache.put(("a", None), 1, one)
+    cache.put(("b", None), 1, plan(1000))
+    assert cache.get(("a", None)) is not None  # a is now the most recently used
+    cache.put(("c", None), 1, plan(1000))  # over the byte budget: b goes
+    assert cache.get(("b", None)) is None and cache.get(("a", None)) and cache.get(("c", None))
+    cache.put(("c", None), 2, plan(1000))  # replacing an entry does not count it twice
+    assert cache.get(("a", None)) is not None and cache.get(("c", None)).generation == 2
+    cache.put(("huge", None), 1, plan(100_000))  # bigger than the budget: not kept
+    assert cache.get(("huge", None)) is None and cache.get(("a", None)) is not None
+
+    small = RunPlanCache(size=2)
+    for key in "xyz":
+        small.put((key, None), 1, plan(1))
+    assert [small.get((k, None)) is not None for k in "xyz"] == [False, True, True]
