@@ -94,7 +94,10 @@ def _route_signals(bridge: InlineBridge) -> None:
                          else SystemExit(128 + signum))
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupt)
+        # An ignored signal stays ignored: `nohup mer < job.mer &` must outlive the
+        # terminal, and a shell starts background jobs with Ctrl-C ignored.
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, interrupt)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,6 +66,18 @@ def test_a_signal_mid_run_cancels_it_and_completes_the_access_log_row(mer: Mer, 
     assert "slow.py" not in ps
 
 
+def test_an_ignored_hangup_stays_ignored(mer: Mer) -> None:
+    """`nohup mer < job.mer &`: the job outlives the terminal that started it."""
+    proc = mer.popen("-c", "run slow --data '{\"seconds\": 1.5}'", stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE,
+                     preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert proc.stdout is not None and proc.stderr is not None
+    assert "tick 1" in proc.stdout.readline()
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=30) == 0
+    assert proc.stderr.read().startswith("succeeded")
+
+
 def test_a_signal_between_commands_ends_a_piped_script(mer: Mer) -> None:
     proc = mer.popen(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
