@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterable
@@ -77,7 +78,10 @@ def _run_script(shell: object, lines: Iterable[str], stop_on_error: bool) -> Non
         # Ctrl-C stops the whole script, not just the command under way.
         stop = shell.onecmd_plus_hooks(line, raise_keyboard_interrupt=True)
         # A reader on the other end of a pipe sees each command's output as it ends.
-        shell.stdout.flush()
+        try:
+            shell.stdout.flush()
+        except BrokenPipeError:
+            shell.output_closed()
         failed_now = shell.failed
         shell.failed = before or failed_now
         interrupted = shell.exit_code == EXIT_INTERRUPTED  # a Ctrl-C cancelled it
@@ -177,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
                 exit_code = 1 if shell.failed else 0
     finally:
         _close(bridge, started)
+        if shell.closed_output:
+            # What is still buffered for the closed pipe would fail again at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return exit_code
 
 

@@ -46,6 +46,7 @@ __all__ = [
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: the reader of mer's output went away
 
 
 class MerError(Exception):

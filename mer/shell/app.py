@@ -15,6 +15,7 @@ import logging
 import re
 import shlex
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -27,7 +28,7 @@ from cmd2.exceptions import Cmd2ArgparseError
 
 from mer.bootstrap import Runtime
 from mer.domain import ModelConfig, RunKind, Server, parse_model_ref, utcnow
-from mer.errors import EXIT_INTERRUPTED, EditNotAllowed, MerError, UsageError
+from mer.errors import EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED, EditNotAllowed, MerError, UsageError
 from mer.execution.interface import Sinks
 from mer.services import models as model_svc
 from mer.services import runs as run_svc
@@ -122,6 +123,7 @@ class MerShell(cmd2.Cmd):
         self.json_output = json_output
         self.allow_edit = allow_edit
         self.failed = False  # any command failed since start (for scripted runs)
+        self.closed_output = False  # the reader of stdout went away (see output_closed)
         self.cache = CompletionCache()
         self._refreshing: concurrent.futures.Future[Any] | None = None
         self._seen_versions: dict[str, int] = {}  # model ref -> row version shown
@@ -172,7 +174,22 @@ class MerShell(cmd2.Cmd):
         self.fail(f"internal error: {exception!r}", 1)
 
     def out(self, text: str) -> None:
-        self.stdout.write(text if text.endswith("\n") else text + "\n")
+        try:
+            self.stdout.write(text if text.endswith("\n") else text + "\n")
+        except BrokenPipeError:
+            self.output_closed()
+
+    def output_closed(self) -> None:
+        """Whoever read mer's output went away (`mer < job.mer | head`). As any program in
+        a pipeline, mer stops: the command under way is cancelled (a run is recorded
+        cancelled, its model killed) and mer exits 141, as if SIGPIPE had ended it."""
+        self.closed_output = True
+        if isinstance(self.bridge, InlineBridge):
+            self.bridge.interrupt(SystemExit(EXIT_OUTPUT_CLOSED))  # raises between commands
+        elif threading.current_thread() is threading.main_thread():
+            raise SystemExit(EXIT_OUTPUT_CLOSED)
+        # NOTE: else a model's output, on the interactive loop's thread: it is dropped
+        # from now on, and the command raises when it ends (MerShell._run).
 
     def want_json(self, args: argparse.Namespace) -> bool:
         return self.json_output or bool(getattr(args, "json", False))
@@ -528,20 +545,30 @@ class MerShell(cmd2.Cmd):
             buffer = getattr(stream, "buffer", None)
 
             def sink(chunk: bytes) -> None:
-                if buffer is not None:
-                    buffer.write(chunk)
-                    buffer.flush()
-                else:
-                    stream.write(chunk.decode("utf-8", "replace"))
-                    stream.flush()
+                if self.closed_output:
+                    return
+                try:
+                    if buffer is not None:
+                        buffer.write(chunk)
+                        buffer.flush()
+                    else:
+                        stream.write(chunk.decode("utf-8", "replace"))
+                        stream.flush()
+                except BrokenPipeError:
+                    self.output_closed()
             return sink
 
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.output_closed()
         record, _ = self.call(run_svc.run_model(
             self.ctx, args.model, input=run_svc.load_input(args.input, args.data),
             params=run_svc.parse_param_overrides(args.param), server=args.server,
             timeout=args.timeout, kind=kind, sinks=Sinks(stdout=write(model_out), stderr=write(sys.stderr)),
         ))
+        if self.closed_output:
+            raise SystemExit(EXIT_OUTPUT_CLOSED)
         if as_json:
             self.out(render.dumps(render.run_image(record)))
         else:

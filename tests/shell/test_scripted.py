@@ -4,6 +4,7 @@ JSON output, the edit gate, and the access log."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,26 @@ def test_an_in_memory_database_is_refused_in_one_line(mer: Mer) -> None:
     done = mer("--database-url", "sqlite+aiosqlite:///:memory:", "-c", "models")
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].endswith("use a file: sqlite+aiosqlite:///path/to/mer.db")
+
+
+def test_a_closed_output_pipe_ends_mer_like_sigpipe(mer: Mer) -> None:
+    """`mer < job.mer | head -1`: once the reader is gone, the run under way is cancelled
+    and recorded so, and mer exits 141 (128 + SIGPIPE) without a word."""
+    proc = mer.popen("-c", "run slow --data '{\"seconds\": 60}'", "-c", "models",
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert "tick 1" in proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away; the next tick finds the pipe closed
+    assert proc.wait(timeout=30) == 141
+    assert proc.stderr.read() == ""
+    record = json.loads(mer("--json", "-c", "runs --limit 1").stdout)[0]
+    assert record["status"] == "cancelled" and record["finished_at"]
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "slow.py" not in ps
+
+    many = mer.popen(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert many.stdin is not None and many.stdout is not None and many.stderr is not None
+    many.stdout.close()
+    many.stdin.write("models\n" * 50)
+    many.stdin.close()
+    assert many.wait(timeout=30) == 141 and many.stderr.read() == ""
