@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alembic import command
+from mer.config import mask_password
 from mer.db.engine import map_errors
 from mer.errors import UsageError
 
@@ -53,7 +54,10 @@ class MigrationStatus:
 
 async def status(engine: AsyncEngine) -> MigrationStatus:
     chain = _chain()
-    with map_errors(str(engine.url)):
+    url = str(engine.url)
+    # NOTE: the first connection of a process: a wrong database name, user or password
+    # shows here, so the message says where it tried.
+    with map_errors(url, what=f"opening the database at {mask_password(url)}"):
         async with engine.connect() as conn:
             current = await conn.run_sync(_current)
     done = chain.index(current) + 1 if current in chain else 0
