@@ -58,6 +58,15 @@ def test_unreachable_database_is_one_clear_line(mer: Mer) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_a_missing_postgres_database_says_where_mer_tried(mer: Mer, pg_url: str) -> None:
+    missing = pg_url.rsplit("/", 1)[0] + "/mer_no_such_database"
+    done = mer("--database-url", missing, "-c", "models")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f'error: opening the database at {missing} failed: database "mer_no_such_database" '
+        f"does not exist"]
+
+
 def test_a_model_reading_stdin_never_eats_the_script(mer: Mer) -> None:
     eat = "model add eater --server local --command \"python3 -c 'import sys; sys.stdin.read()'\"\n"
     done = mer("--allow-edit", stdin=eat + "run eater\nservers\n")
