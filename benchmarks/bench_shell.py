@@ -131,5 +131,6 @@ def main() -> None:
               f"(target <= 1.5x: {'ok' if ratio <= 1.5 else 'over target'}; rounds "
               f"{min(per_runs) / max(raws):.2f}x to {max(per_runs) / min(raws):.2f}x)")
 
+
 if __name__ == "__main__":
     main()
