@@ -9,6 +9,7 @@ first used on: create it once per process, on the loop that will use it.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,16 +79,29 @@ def map_errors(url: str | None = None, what: str = "the database") -> Iterator[N
         raise
     except exc.DBAPIError as err:
         orig = err.orig
-        text = str(orig).strip().splitlines()[0] if orig is not None else str(err)
+        text = _first_line(orig) if orig is not None else str(err)
         if err.connection_invalidated or isinstance(orig, (OSError, ConnectionError)):
             raise StorageError(_unreachable(url, text)) from err
-        if "database is locked" in text:
-            raise StorageError("the database is busy (locked by another writer); retry") from err
-        raise StorageError(f"{what} failed: {text}") from err
+        raise _failed(what, text) from err
     except exc.SQLAlchemyError as err:
         raise StorageError(f"{what} failed: {err}") from err
     except (OSError, ConnectionError) as err:
         raise StorageError(_unreachable(url, str(err))) from err
+    except Exception as err:
+        # A driver's own error, where mer talks to the driver itself (mer/db/run_log.py).
+        if not (isinstance(err, sqlite3.Error) or type(err).__module__.startswith("asyncpg.")):
+            raise
+        raise _failed(what, _first_line(err)) from err
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _failed(what: str, text: str) -> StorageError:
+    if "database is locked" in text:
+        return StorageError("the database is busy (locked by another writer); retry")
+    return StorageError(f"{what} failed: {text}")
 
 
 def _unreachable(url: str | None, reason: str) -> str:

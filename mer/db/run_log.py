@@ -30,7 +30,6 @@ from mer.db.engine import map_errors
 from mer.db.orm import CatalogStateRow
 from mer.db.repository import RUN_FINISH, RUN_INSERT, SqlRunRepository
 from mer.domain import RunRecord
-from mer.errors import StorageError
 
 __all__ = ["SqlRunLog"]
 
@@ -64,12 +63,6 @@ class SqlRunLog:
         self._opening = asyncio.Lock()
         dialect = engine.dialect
         self._postgres = dialect.name == "postgresql"
-        # The driver's own errors: SQLAlchemy does not wrap them on this path.
-        self._errors: tuple[type[Exception], ...] = (sqlite3.Error,)
-        if self._postgres:
-            import asyncpg
-
-            self._errors += (asyncpg.PostgresError, asyncpg.InterfaceError)
         url = engine.url
         # NOTE: a URL with query options (uri=true, mode=...) is left to aiosqlite alone.
         self._inline_path = url.database if dialect.name == "sqlite" and not url.query else None
@@ -109,23 +102,17 @@ class SqlRunLog:
     async def _execute(self, stmt: _Statement, values: dict[str, Any], what: str) -> Any:
         args = stmt.args(values)
         with map_errors(what=what):
-            try:
-                if self._inline_path is not None:
-                    try:
-                        return self._inline_connection().execute(stmt.sql, args).fetchall()
-                    except sqlite3.OperationalError as err:
-                        if err.sqlite_errorcode not in _BUSY:
-                            raise
-                        # Locked by another writer, nothing written: wait on aiosqlite's thread.
-                driver = await self._driver_connection()
-                if self._postgres:
-                    return await driver.fetch(stmt.sql, *args)
-                return await driver.execute_fetchall(stmt.sql, args)
-            except self._errors as err:
-                text = (str(err).strip().splitlines() or [type(err).__name__])[0]
-                if "database is locked" in text:
-                    raise StorageError("the database is busy (locked by another writer); retry") from err
-                raise StorageError(f"{what} failed: {text}") from err
+            if self._inline_path is not None:
+                try:
+                    return self._inline_connection().execute(stmt.sql, args).fetchall()
+                except sqlite3.OperationalError as err:
+                    if err.sqlite_errorcode not in _BUSY:
+                        raise
+                    # Locked by another writer, nothing written: wait on aiosqlite's thread.
+            driver = await self._driver_connection()
+            if self._postgres:
+                return await driver.fetch(stmt.sql, *args)
+            return await driver.execute_fetchall(stmt.sql, args)
 
     async def catalog_generation(self) -> int | None:
         rows = await self._execute(self._generation, {}, "reading the catalog generation")
