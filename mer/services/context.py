@@ -90,10 +90,11 @@ class RunPlanCache:
 
     def put(self, key: tuple[str, str | None], generation: int, plan: RunPlan) -> None:
         self._drop(key)
-        if plan.size > self._max_bytes:
+        size = plan.size
+        if size > self._max_bytes:
             return
         self._plans[key] = CachedPlan(generation, plan)
-        self._bytes += plan.size
+        self._bytes += size
         while len(self._plans) > self._size or self._bytes > self._max_bytes:
             self._drop(next(iter(self._plans)))
 
