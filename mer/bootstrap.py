@@ -7,6 +7,7 @@ the background. Tests pass ``uow``/``executors`` overrides to use fakes.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,8 @@ from mer.errors import StorageError
 from mer.services.context import ExecutorSource, ServiceContext
 
 __all__ = ["Runtime", "build_runtime"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,6 +42,7 @@ async def build_runtime(settings: Settings, *, uow: Any = None,
     engine = run_log = None
     if uow is None:
         from mer.db.engine import create_engine
+        from mer.db.journal import RunJournal
         from mer.db.revision import HEAD, current_revision
         from mer.db.run_log import SqlRunLog
         from mer.db.uow import make_uow_factory
@@ -51,7 +55,8 @@ async def build_runtime(settings: Settings, *, uow: Any = None,
             await engine.dispose()
             raise
         uow = make_uow_factory(engine)
-        run_log = SqlRunLog(engine)
+        run_log = SqlRunLog(engine, journal=RunJournal(settings.journal_path),
+                            retry_for=settings.db_retry)
     if executors is None:
         from mer.execution.registry import ExecutorRegistry
 
@@ -60,7 +65,21 @@ async def build_runtime(settings: Settings, *, uow: Any = None,
         )
     ctx = ServiceContext(uow=uow, executors=executors, allow_edit=settings.allow_edit,
                          run_log=run_log)  # type: ignore[arg-type]
+    if run_log is not None:
+        await _recover(ctx)
     return Runtime(settings=settings, ctx=ctx, engine=engine)
+
+
+async def _recover(ctx: ServiceContext) -> None:
+    """What an earlier mer could not finish: records it kept in the journal, then rows
+    whose mer is gone (in this order: a journaled ending is the true one)."""
+    from mer.services.reaping import reap_lost_runs
+
+    try:
+        await ctx.run_log.replay()
+        await reap_lost_runs(ctx)
+    except StorageError:
+        log.warning("recovering earlier runs failed; retried at the next start", exc_info=True)
 
 
 async def _migrate_or_refuse(engine: Any, settings: Settings) -> None:

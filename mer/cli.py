@@ -137,12 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     started: list[Future[Runtime]] = []
 
     def start_runtime() -> Future[Runtime]:
-        # Built on the loop, at most once: at start-up when interactive (while the user
-        # reads the prompt), else when the first command needs it (`mer -c quit` never
-        # pays for SQLAlchemy).
-        if not started:
+        # Built on the loop: at start-up when interactive (while the user reads the
+        # prompt), else when the first command needs it (`mer -c quit` never pays for
+        # SQLAlchemy). A start that failed on an unreachable database is tried again by
+        # the next command that needs it; any other failure stays.
+        if not started or _unreachable(started[-1]):
             started.append(bridge.submit(build_runtime(settings)))
-        return started[0]
+        return started[-1]
 
     from mer.shell.app import MerShell
 
@@ -187,12 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     return exit_code
 
 
+def _unreachable(start: Future[Runtime]) -> bool:
+    from mer.errors import DatabaseUnreachable
+
+    return start.done() and isinstance(start.exception(), DatabaseUnreachable)
+
+
 def _close(bridge: AsyncBridge | InlineBridge, started: list[Future[Runtime]]) -> None:
     """Stop workers, close SSH connections and the database pool, then the loop."""
     cleanup = None
     if started:
         try:
-            cleanup = started[0].result(timeout=30).close()
+            cleanup = started[-1].result(timeout=30).close()
         except BaseException:  # noqa: BLE001 - it failed to start: nothing to close
             cleanup = None
     bridge.close(cleanup)

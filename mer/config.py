@@ -30,6 +30,8 @@ ENV_KEYS: dict[str, str] = {
     "MER_LOG_FILE": "file that receives mer's log, tracebacks included (default: none)",
     "MER_ALLOW_EDIT": "1 to unlock live edits, like --allow-edit (default 0)",
     "MER_OUTPUT_CAP": "bytes of each run's stdout/stderr kept in the access log (default 1 MiB)",
+    "MER_DB_RETRY": "seconds a run's access-log write is retried on new connections while the "
+    "database is unreachable, before its final record goes to the local journal (default 10)",
     "MER_ENV_FILE": "the .env file to read (default ./.env); set it in the environment",
 }
 
@@ -53,12 +55,18 @@ class Settings:
     log_file: Path | None = None
     allow_edit: bool = False
     output_cap: int = 1 << 20
+    db_retry: float = 10.0
     json: bool = False
     debug: bool = False
 
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else default_data_dir()
+
+    @property
+    def journal_path(self) -> Path:
+        """Final run records that could not reach the database wait here (fsync'd)."""
+        return self.resolved_data_dir / "run-journal.jsonl"
 
     @property
     def resolved_database_url(self) -> str:
@@ -144,6 +152,14 @@ def load_settings(
         except ValueError:
             raise ConfigError(
                 f"MER_OUTPUT_CAP={merged['MER_OUTPUT_CAP']!r} is not a number of bytes"
+            ) from None
+
+    if merged.get("MER_DB_RETRY"):
+        try:
+            values["db_retry"] = max(float(merged["MER_DB_RETRY"]), 0.0)
+        except ValueError:
+            raise ConfigError(
+                f"MER_DB_RETRY={merged['MER_DB_RETRY']!r} is not a number of seconds"
             ) from None
 
     known = {f.name for f in fields(Settings)}

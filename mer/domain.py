@@ -262,6 +262,12 @@ class RunRecord:
     result: Any = None
     error: str | None = None
     id: UUID = field(default_factory=uuid4)
+    # Who runs it while it runs (mer/services/ownership.py): a row whose owner is gone is
+    # finished `lost` and the model's process group (on its server) killed.
+    owner_host: str | None = None
+    owner_pid: int | None = None
+    owner_start: str | None = None  # "<boot id>:<start time>": the pid's own identity
+    process_group: int | None = None
 
     @property
     def duration_ms(self) -> float | None:

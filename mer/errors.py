@@ -10,6 +10,9 @@ message is written for that user and whose ``exit_code`` a script sees.
     ├── EditNotAllowed                 an edit without --allow-edit
     ├── ConflictError                  the row changed since it was read (optimistic lock)
     ├── StorageError                   the database failed or cannot be reached
+    │   ├── DatabaseUnreachable        the connection was refused, dropped or timed out
+    │   └── RecordJournaled            a run ended while the database was unreachable:
+    │                                  its record waits in the local journal
     └── ExecutionError                 running a model failed before it could report
         ├── ExecutorNotFound           no executor for a server kind
         ├── ConnectError               the server cannot be reached
@@ -28,6 +31,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "ConnectError",
+    "DatabaseUnreachable",
     "EditNotAllowed",
     "ExecutionError",
     "ExecutorNotFound",
@@ -35,6 +39,7 @@ __all__ = [
     "MerError",
     "ModelNotFound",
     "NotFound",
+    "RecordJournaled",
     "RunNotFound",
     "ServerNotFound",
     "StorageError",
@@ -100,6 +105,14 @@ class ConflictError(MerError):
 
 
 class StorageError(MerError):
+    pass
+
+
+class DatabaseUnreachable(StorageError):
+    pass
+
+
+class RecordJournaled(StorageError):
     pass
 
 

@@ -169,8 +169,24 @@ class _Runs:
     async def start(self, record: RunRecord) -> None:
         self.s.runs[record.id] = copy.deepcopy(record)
 
-    async def finish(self, record: RunRecord) -> None:
+    async def finish(self, record: RunRecord) -> bool:
+        row = self.s.runs.get(record.id)
+        if row is None or row.status is not RunStatus.RUNNING:
+            return False  # as the SQL: a row that has its ending keeps it
+        kept = (row.owner_host, row.owner_pid, row.owner_start, row.process_group)
         self.s.runs[record.id] = copy.deepcopy(record)
+        new = self.s.runs[record.id]
+        new.owner_host, new.owner_pid, new.owner_start, new.process_group = kept
+        return True
+
+    async def claim(self, record: RunRecord) -> None:
+        row = self.s.runs.get(record.id)
+        if row is not None and row.status is RunStatus.RUNNING:
+            row.process_group = record.process_group
+
+    async def running_on(self, host: str) -> list[RunRecord]:
+        return [copy.deepcopy(r) for r in self.s.runs.values()
+                if r.status is RunStatus.RUNNING and r.owner_host == host]
 
     async def get(self, run_id):  # type: ignore[no-untyped-def]
         for r in self.s.runs.values():

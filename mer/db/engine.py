@@ -18,9 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from mer.config import mask_password
-from mer.errors import ConfigError, ConflictError, StorageError
+from mer.errors import ConfigError, ConflictError, DatabaseUnreachable, StorageError
 
-__all__ = ["create_engine", "make_session_factory", "map_errors"]
+__all__ = ["connection_lost", "create_engine", "make_session_factory", "map_errors"]
 
 SUPPORTED = ("postgresql+asyncpg://user@host:5432/db", "sqlite+aiosqlite:///path/to/mer.db")
 
@@ -80,18 +80,43 @@ def map_errors(url: str | None = None, what: str = "the database") -> Iterator[N
     except exc.DBAPIError as err:
         orig = err.orig
         text = _first_line(orig) if orig is not None else str(err)
-        if err.connection_invalidated or isinstance(orig, (OSError, ConnectionError)):
-            raise StorageError(_unreachable(url, text)) from err
+        if err.connection_invalidated or connection_lost(err):
+            raise DatabaseUnreachable(_unreachable(url, text)) from err
         raise _failed(what, text) from err
     except exc.SQLAlchemyError as err:
         raise StorageError(f"{what} failed: {err}") from err
-    except (OSError, ConnectionError) as err:
-        raise StorageError(_unreachable(url, str(err))) from err
+    except (OSError, ConnectionError, TimeoutError) as err:
+        raise DatabaseUnreachable(_unreachable(url, str(err) or type(err).__name__)) from err
     except Exception as err:
         # A driver's own error, where mer talks to the driver itself (mer/db/run_log.py).
         if not (isinstance(err, sqlite3.Error) or type(err).__module__.startswith("asyncpg.")):
             raise
+        if connection_lost(err):
+            raise DatabaseUnreachable(_unreachable(url, _first_line(err))) from err
         raise _failed(what, _first_line(err)) from err
+
+
+# SQLSTATE classes of a connection that broke or a server that is going away:
+# 08 (connection exception), 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
+_LOST_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def connection_lost(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) says the database connection is gone, so that
+    the same work on a new connection may succeed."""
+    seen: BaseException | None = err
+    for _ in range(6):  # SQLAlchemy and the adapters wrap the driver's error a few times
+        if seen is None:
+            return False
+        if isinstance(seen, (OSError, ConnectionError, TimeoutError)):
+            return True
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str) and state.startswith(_LOST_STATES):
+            return True
+        if "connection is closed" in str(seen) or "connection was closed" in str(seen):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 def _first_line(err: BaseException) -> str:

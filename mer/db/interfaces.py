@@ -100,8 +100,15 @@ class WeightRepository(Protocol):
 
 class RunRepository(Protocol):
     async def start(self, record: RunRecord) -> None: ...
-    async def finish(self, record: RunRecord) -> None:
-        """Complete the row written by start (status, exit code, end, bytes, output)."""
+    async def finish(self, record: RunRecord) -> bool:
+        """Write the record over the row written by start (status, exit code, end, bytes,
+        output), if that row is still running; returns whether it was."""
+        ...
+    async def claim(self, record: RunRecord) -> None:
+        """Record the model's process group (``record.process_group``) on its running row."""
+        ...
+    async def running_on(self, host: str) -> list[RunRecord]:
+        """Rows still running whose owner is a mer on ``host``."""
         ...
     async def get(self, run_id: UUID | str) -> RunRecord | None:
         """Accepts a full id or a unique prefix of at least 4 hex characters."""
@@ -135,8 +142,16 @@ class RunLog(Protocol):
         """Write the run's access-log row (before the model starts); returns the catalog
         generation as of that write."""
         ...
+    async def claim(self, record: RunRecord) -> None:
+        """Record the model's process group on the running row."""
+        ...
     async def update(self, record: RunRecord) -> None:
-        """Write the record's current state over the row written by start."""
+        """Write the record's current state over the row written by start (only while
+        that row is running). Raises RecordJournaled when a final record was kept in
+        the local journal because the database is unreachable."""
+        ...
+    async def replay(self) -> int:
+        """Write records kept in the journal; returns how many."""
         ...
     async def close(self) -> None: ...
 

@@ -140,6 +140,10 @@ class RunRow(Base):
     stderr: Mapped[str] = mapped_column(Text, default="")
     result: Mapped[Any | None] = mapped_column(JsonDoc)
     error: Mapped[str | None] = mapped_column(Text)
+    owner_host: Mapped[str | None] = mapped_column(String(255))
+    owner_pid: Mapped[int | None] = mapped_column(Integer)
+    owner_start: Mapped[str | None] = mapped_column(String(100))
+    process_group: Mapped[int | None] = mapped_column(Integer)
 
 
 class CatalogStateRow(Base):

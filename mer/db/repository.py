@@ -1,4 +1,5 @@
-"""SQLAlchemy implementations of the repository interfaces in mer/db/interfaces.py.
+"""SQLAlchemy implementations of the repository interfaces in mer/db/interfaces.py
+(the access log's own in mer/db/run_records.py).
 
 Every method returns mer.domain dataclasses, never ORM rows, so nothing of SQLAlchemy
 leaks upwards and no lazy load can happen in async code. Updates are single
@@ -15,19 +16,16 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import String, bindparam, cast, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mer.db.engine import map_errors
-from mer.db.orm import AuditRow, ModelRow, ParameterRow, RunRow, ServerRow, WeightRow
+from mer.db.orm import AuditRow, ModelRow, ParameterRow, ServerRow, WeightRow
 from mer.domain import (
     AuditEntry,
     ModelConfig,
     ModelParameters,
-    RunKind,
-    RunRecord,
-    RunStatus,
     RunTarget,
     Server,
     WeightRevision,
@@ -48,7 +46,6 @@ __all__ = [
     "SqlAuditRepository",
     "SqlModelRepository",
     "SqlParameterRepository",
-    "SqlRunRepository",
     "SqlServerRepository",
     "SqlWeightRepository",
 ]
@@ -408,119 +405,6 @@ class SqlWeightRepository(_Repo):
                 .order_by(WeightRow.name)
             )
             return list(rows)
-
-
-def _storable(text: str | None) -> str | None:
-    """PostgreSQL text cannot hold NUL; a model's output may. Keep it visible as U+FFFD."""
-    return text.replace("\x00", "\ufffd") if text else text
-
-
-def _storable_json(value: Any) -> Any:
-    """The same for a model's parsed result: PostgreSQL's JSONB refuses a \\u0000 in any
-    string or key, and the row would never be completed."""
-    if isinstance(value, str):
-        return _storable(value)
-    if isinstance(value, list):
-        return [_storable_json(v) for v in value]
-    if isinstance(value, dict):
-        return {_storable(k): _storable_json(v) for k, v in value.items()}
-    return value
-
-
-_RUNS = RunRow.__table__
-# Prebuilt Core statements: two rows per run is the hot path of every `run`, and
-# building ORM-enabled statements per call cost more than the database work itself.
-# mer/db/run_log.py sends the same two statements straight to the driver.
-RUN_INSERT = insert(_RUNS)
-_FINISHED = ("model_id", "version", "server", "weight_revisions", "status", "exit_code",
-             "finished_at", "bytes_in", "bytes_out", "stdout", "stderr", "result", "error")
-RUN_FINISH = (
-    update(_RUNS)
-    .where(_RUNS.c.id == bindparam("run_id"))
-    .values({c: bindparam(c) for c in _FINISHED})
-)
-
-
-class SqlRunRepository(_Repo):
-    COLUMNS = [c.name for c in _RUNS.columns]
-
-    @staticmethod
-    def _values(r: RunRecord) -> dict[str, Any]:
-        return dict(
-            model_id=r.model_id, version=r.version, server=r.server,
-            status=str(r.status), exit_code=r.exit_code, finished_at=r.finished_at,
-            bytes_in=r.bytes_in, bytes_out=r.bytes_out, stdout=_storable(r.stdout),
-            stderr=_storable(r.stderr), result=_storable_json(r.result), error=_storable(r.error),
-            weight_revisions=dict(r.weight_revisions),
-        )
-
-    @classmethod
-    def start_values(cls, record: RunRecord) -> dict[str, Any]:
-        return dict(
-            id=record.id, model=record.model, os_user=record.os_user, kind=str(record.kind),
-            started_at=record.started_at, **cls._values(record),
-        )
-
-    @classmethod
-    def finish_values(cls, record: RunRecord) -> dict[str, Any]:
-        return dict(run_id=record.id, **cls._values(record))
-
-    async def start(self, record: RunRecord) -> None:
-        with map_errors():
-            await self.session.execute(RUN_INSERT, self.start_values(record))
-
-    async def finish(self, record: RunRecord) -> None:
-        with map_errors():
-            await self.session.execute(RUN_FINISH, self.finish_values(record))
-
-    @staticmethod
-    def _to_domain(row: RunRow) -> RunRecord:
-        return RunRecord(
-            id=row.id, model_id=row.model_id, model=row.model, version=row.version,
-            server=row.server, os_user=row.os_user, kind=RunKind(row.kind),
-            weight_revisions=dict(row.weight_revisions or {}), status=RunStatus(row.status),
-            exit_code=row.exit_code, started_at=_aware(row.started_at),  # type: ignore[arg-type]
-            finished_at=_aware(row.finished_at), bytes_in=row.bytes_in,
-            bytes_out=row.bytes_out, stdout=row.stdout, stderr=row.stderr, result=row.result,
-            error=row.error,
-        )
-
-    async def get(self, run_id: UUID | str) -> RunRecord | None:
-        if isinstance(run_id, UUID):
-            stmt = select(RunRow).where(RunRow.id == run_id)
-        else:
-            prefix = run_id.strip().lower().replace("-", "")
-            if len(prefix) < 4 or not re.fullmatch(r"[0-9a-f]+", prefix):
-                raise UsageError(
-                    f"run id '{run_id}' is not a run id; give at least 4 hex characters of one"
-                )
-            if len(prefix) == 32:
-                stmt = select(RunRow).where(RunRow.id == UUID(prefix))
-            else:
-                text_id = func.replace(cast(RunRow.id, String), "-", "")
-                stmt = select(RunRow).where(text_id.like(prefix + "%")).limit(2)
-        with map_errors():
-            rows = list(await self.session.scalars(stmt))
-        if len(rows) > 1:
-            raise UsageError(f"run id '{run_id}' matches several runs; give more characters")
-        return self._to_domain(rows[0]) if rows else None
-
-    async def query(
-        self,
-        model: str | None = None,
-        status: RunStatus | None = None,
-        since: datetime | None = None,
-        limit: int = 50,
-    ) -> list[RunRecord]:
-        stmt = select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)
-        if model is not None:
-            stmt = stmt.where(RunRow.model == model)
-        if status is not None:
-            stmt = stmt.where(RunRow.status == str(status))
-        if since is not None:
-            stmt = stmt.where(RunRow.started_at >= since)
-        with map_errors():
-            return [self._to_domain(r) for r in await self.session.scalars(stmt)]
 
 
 class SqlAuditRepository(_Repo):

@@ -13,12 +13,20 @@ same SQL and the same stored values as the repository writes, one round trip a w
   thread, on a sqlite3 connection that never waits for a lock (busy timeout 0): when
   another writer holds the database, the write goes to an aiosqlite connection of the
   pool instead, which waits for it on its thread while the loop goes on.
+
+A database that blinks (a restart, a failover, ``pg_terminate_backend``) costs a run
+nothing: a write whose connection is gone is made again on a new one, for up to
+``retry_for`` seconds. Both writes are safe to repeat (mer/db/run_records.py). A final
+write that still cannot reach the database goes to the journal (mer/db/journal.py),
+replayed by the next connection that succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,11 +35,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement
 
 from mer.db.engine import map_errors
+from mer.db.journal import RunJournal
 from mer.db.orm import CatalogStateRow
-from mer.db.repository import RUN_FINISH, RUN_INSERT, SqlRunRepository
-from mer.domain import RunRecord
+from mer.db.run_records import (
+    RUN_CLAIM,
+    RUN_FINISH,
+    RUN_INSERT,
+    SqlRunRepository,
+    replay_record,
+    row_exists,
+)
+from mer.domain import RunRecord, RunStatus
+from mer.errors import DatabaseUnreachable, RecordJournaled, StorageError
 
 __all__ = ["SqlRunLog"]
+
+log = logging.getLogger(__name__)
 
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
@@ -56,11 +75,16 @@ class _Statement:
 class SqlRunLog:
     """Writes access-log rows and reads the catalog generation on a connection of its own."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, journal: RunJournal | None = None,
+                 retry_for: float = 10.0) -> None:
         self._engine = engine
+        self.journal = journal
+        self.retry_for = retry_for
+        self._journal_lock = asyncio.Lock()  # appends and replays of this process, in turn
         self._conn: AsyncConnection | None = None
         self._driver: Any = None
         self._opening = asyncio.Lock()
+        self._busy = asyncio.Lock()
         dialect = engine.dialect
         self._postgres = dialect.name == "postgresql"
         url = engine.url
@@ -74,6 +98,7 @@ class SqlRunLog:
         # cached plan.
         self._insert = _Statement(RUN_INSERT.returning(generation), dialect, SqlRunRepository.COLUMNS)
         self._update = _Statement(RUN_FINISH, dialect)
+        self._claim = _Statement(RUN_CLAIM, dialect)
 
     async def _driver_connection(self) -> Any:
         if self._driver is None:
@@ -88,7 +113,23 @@ class SqlRunLog:
                             await conn.close()
                             raise
                     self._conn, self._driver = conn, raw.driver_connection
+                if self.journal is not None and self.journal.pending():
+                    try:
+                        await self.replay()
+                    except StorageError:
+                        log.warning("replaying %s failed; kept for later", self.journal.path,
+                                    exc_info=True)
         return self._driver
+
+    async def _drop_connection(self) -> None:
+        """Forget a connection that broke; the next write opens a new one."""
+        conn, self._conn, self._driver = self._conn, None, None
+        if conn is not None:
+            try:
+                await conn.invalidate()
+                await conn.close()
+            except Exception:  # noqa: BLE001 - it is broken already; nothing to save
+                log.debug("closing a broken run-log connection failed", exc_info=True)
 
     def _inline_connection(self) -> sqlite3.Connection:
         if self._inline is None:
@@ -100,8 +141,24 @@ class SqlRunLog:
         return self._inline
 
     async def _execute(self, stmt: _Statement, values: dict[str, Any], what: str) -> Any:
+        """One statement, made again on a new connection while the database is
+        unreachable, for up to ``retry_for`` seconds."""
         args = stmt.args(values)
-        with map_errors(what=what):
+        deadline = time.monotonic() + self.retry_for
+        pause = 0.05
+        while True:
+            try:
+                return await self._execute_once(stmt, args, what)
+            except DatabaseUnreachable:
+                await self._drop_connection()
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.info("%s: the database connection broke; trying a new one", what)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    async def _execute_once(self, stmt: _Statement, args: list[Any], what: str) -> Any:
+        with map_errors(self._engine.url.render_as_string(), what=what):
             if self._inline_path is not None:
                 try:
                     return self._inline_connection().execute(stmt.sql, args).fetchall()
@@ -110,22 +167,74 @@ class SqlRunLog:
                         raise
                     # Locked by another writer, nothing written: wait on aiosqlite's thread.
             driver = await self._driver_connection()
-            if self._postgres:
-                return await driver.fetch(stmt.sql, *args)
-            return await driver.execute_fetchall(stmt.sql, args)
+            if not self._postgres:
+                return await driver.execute_fetchall(stmt.sql, args)
+            async with self._busy:  # one statement at a time on the asyncpg connection
+                try:
+                    return await driver.fetch(stmt.sql, *args)
+                except Exception as err:
+                    # A backend terminated under an idle connection can leave asyncpg's
+                    # protocol in a state it reports only as an internal error.
+                    if driver.is_closed() or type(err).__name__ == "InternalClientError":
+                        raise DatabaseUnreachable(f"the database connection broke: {err}") from err
+                    raise
 
     async def catalog_generation(self) -> int | None:
         rows = await self._execute(self._generation, {}, "reading the catalog generation")
         return rows[0][0]
 
     async def start(self, record: RunRecord) -> int | None:
-        rows = await self._execute(self._insert, SqlRunRepository.start_values(record),
-                                   "writing the access log")
+        try:
+            rows = await self._execute(self._insert, SqlRunRepository.start_values(record),
+                                       "writing the access log")
+        except StorageError:
+            # A retried insert whose first try did arrive (its reply was lost) finds its
+            # own row: the run is recorded once, and goes on.
+            if not await self._written(record):
+                raise
+            return await self.catalog_generation()
         return rows[0][0]
 
+    async def _written(self, record: RunRecord) -> bool:
+        try:
+            return await row_exists(self._engine, record.id)
+        except StorageError:
+            return False
+
+    async def claim(self, record: RunRecord) -> None:
+        await self._execute(self._claim, SqlRunRepository.claim_values(record),
+                            "recording the model's process group")
+
     async def update(self, record: RunRecord) -> None:
-        await self._execute(self._update, SqlRunRepository.finish_values(record),
-                            "completing the access log")
+        """Write the record over its row. A final record that cannot reach the database
+        is kept in the journal; RecordJournaled says so."""
+        values = SqlRunRepository.finish_values(record)
+        try:
+            await self._execute(self._update, values, "completing the access log")
+        except DatabaseUnreachable as err:
+            if self.journal is None or record.status is RunStatus.RUNNING:
+                raise
+            async with self._journal_lock:
+                try:
+                    self.journal.append(record)
+                except OSError as io:
+                    raise StorageError(f"{err}; and keeping run {record.id.hex[:8]}'s record in "
+                                       f"{self.journal.path} failed: {io.strerror}") from io
+            raise RecordJournaled(
+                f"the database is unreachable: run {record.id.hex[:8]}'s record is kept in "
+                f"{self.journal.path} and will be written when the database is back"
+            ) from err
+
+    async def replay(self) -> int:
+        """Write the journaled records; returns how many. Raises StorageError (the
+        journal is then kept)."""
+        if self.journal is None:
+            return 0
+        async with self._journal_lock:
+            count = await self.journal.replay(lambda r: replay_record(self._engine, r))
+        if count:
+            log.warning("wrote %d run record(s) kept in %s", count, self.journal.path)
+        return count
 
     async def close(self) -> None:
         if self._inline is not None:

@@ -15,10 +15,10 @@ from mer.db.repository import (
     SqlAuditRepository,
     SqlModelRepository,
     SqlParameterRepository,
-    SqlRunRepository,
     SqlServerRepository,
     SqlWeightRepository,
 )
+from mer.db.run_records import SqlRunRepository
 
 __all__ = ["SqlAlchemyUnitOfWork", "make_uow_factory"]
 

@@ -44,6 +44,9 @@ class Process(Protocol):
         """TERM the whole process group, wait ``grace`` seconds, then KILL it."""
         ...
     def alive(self) -> bool: ...
+    async def group_id(self) -> int | None:
+        """The id of the process group the model runs in, once known."""
+        ...
 
 
 class OutputKeeper:
@@ -90,6 +93,19 @@ def parse_result(line: str) -> Any:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _tell_group(proc: Process, sinks: Sinks) -> asyncio.Future[None] | None:
+    """Hand the run's process group id to ``sinks.spawned``: now when it is known (local),
+    else once the remote side said it (ssh)."""
+    if proc.pid is not None:
+        sinks.spawned(proc.pid)
+        return None
+
+    async def tell() -> None:
+        sinks.spawned(await proc.group_id())
+
+    return asyncio.ensure_future(tell())
 
 
 async def _pump(
@@ -165,6 +181,7 @@ class ProcessExecutor:
             return await self._run_worker(request, server, sinks)
         started = utcnow()
         proc = await self._spawn(request, server, request.command)
+        told = _tell_group(proc, sinks)
         data = encode_request(request.payload)
         out, err = OutputKeeper(self.output_cap), OutputKeeper(self.output_cap)
 
@@ -195,6 +212,9 @@ class ProcessExecutor:
         except asyncio.CancelledError:
             await asyncio.shield(self._stop(proc, tasks))
             raise
+        finally:
+            if told is not None:
+                told.cancel()
         return RunResult(
             status=status, exit_code=code, started_at=started, finished_at=utcnow(),
             bytes_in=len(data), bytes_out=out.total + err.total, stdout=out.text(),
@@ -262,6 +282,7 @@ class ProcessExecutor:
         worker = await self._worker_for(request, server, sinks)
         async with worker.lock:
             worker.sinks = sinks
+            sinks.spawned(worker.proc.pid)  # known: it answered the ready line
             assert worker.stderr_keep is not None
             err_before = worker.stderr_keep.total
             out = OutputKeeper(self.output_cap)

@@ -10,7 +10,9 @@ Contract:
   subclasses only when the model could not be started at all (ConnectError, HostKeyError,
   WorkerError). If the awaiting task is cancelled, the model process (local or remote)
   is killed before CancelledError propagates.
-- ``sinks`` receive output as it arrives, on the event loop's thread, in chunks of bytes.
+- ``sinks`` receive output as it arrives, on the event loop's thread, in chunks of bytes,
+  and ``sinks.spawned`` the process group id of the process serving the run, as soon as
+  it is known (a worker's for each of its runs), so that it can be killed even if mer dies.
 - In ``worker`` mode the executor keeps the process alive across runs, keyed by
   (server name, RunRequest.worker_key); ``stop_worker`` ends it, ``close`` ends them all.
 """
@@ -32,12 +34,17 @@ def _discard(_: bytes) -> None:
     return None
 
 
+def _ignore(_: int | None) -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Sinks:
     """Where live output goes while a run is under way."""
 
     stdout: Chunk = _discard
     stderr: Chunk = _discard
+    spawned: Callable[[int | None], None] = _ignore  # the process group serving the run
 
 
 class Executor(Protocol):

@@ -53,6 +53,9 @@ class LocalProcess:
     def alive(self) -> bool:
         return self._proc.returncode is None
 
+    async def group_id(self) -> int | None:
+        return self.pid  # its own session and group: start_new_session
+
     def _signal_group(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, sig)

@@ -286,6 +286,11 @@ class SshProcess:
         if rest:
             self._out.feed_data(rest)
 
+    async def group_id(self) -> int | None:
+        """The remote process group id, once the wrapper printed it."""
+        await asyncio.shield(self._pid_seen)
+        return self.pid
+
     def _end_of_streams(self) -> None:
         self._wakeup.armed = False
         if not self._pid_seen.done():

@@ -42,10 +42,18 @@ class UowRunLog:
             await uow.commit()
         return None
 
+    async def claim(self, record: RunRecord) -> None:
+        async with self._uow() as uow:
+            await uow.runs.claim(record)
+            await uow.commit()
+
     async def update(self, record: RunRecord) -> None:
         async with self._uow() as uow:
             await uow.runs.finish(record)
             await uow.commit()
+
+    async def replay(self) -> int:
+        return 0
 
     async def close(self) -> None:
         pass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,18 @@ from mer.domain import (
     parse_model_ref,
     utcnow,
 )
-from mer.errors import MerError, ModelNotFound, RunNotFound, ServerNotFound, UsageError
+from mer.errors import (
+    MerError,
+    ModelNotFound,
+    RecordJournaled,
+    RunNotFound,
+    ServerNotFound,
+    UsageError,
+)
 from mer.execution.interface import Sinks
 from mer.services.context import RunPlan, ServiceContext
 from mer.services.models import find_model, parse_param_value
+from mer.services.ownership import this_owner
 
 __all__ = ["get_run", "list_runs", "list_workers", "load_input", "parse_param_overrides",
            "run_model", "stop_model"]
@@ -97,8 +106,9 @@ async def run_model(
             cached = None  # perhaps only stale (enabled since): decide on a fresh read
     plan = cached.plan if cached is not None else await _read_plan(ctx, ref, key, server)
     command = _command(plan, kind)
+    owner = this_owner()
     record = RunRecord(model=plan.target.model.name, version="", server="", os_user=ctx.actor,
-                       kind=kind)
+                       kind=kind, owner_host=owner.host, owner_pid=owner.pid, owner_start=owner.start)
     _stamp(record, plan)
     # The row is written before the model starts; the insert also tells whether the
     # catalog changed since the cached plan was read.
@@ -126,13 +136,26 @@ async def run_model(
             "input": input,
         },
         mode=model.mode if kind is RunKind.RUN else "oneshot", framing=model.framing,
-        workdir=model.workdir, env=model.env, timeout=timeout or model.timeout, run_id=record.id,
+        workdir=model.workdir, env={**model.env, "MER_OWNER": owner.token},
+        timeout=timeout or model.timeout, run_id=record.id,
     )
     result: RunResult | None = None
+    claims: list[asyncio.Task[None]] = []
+
+    def spawned(group: int | None) -> None:
+        # The row learns the model's process group while the model runs (a reaper kills
+        # it if mer dies); the final write waits for this one.
+        if group is not None and group != record.process_group:
+            record.process_group = group
+            claims.append(asyncio.ensure_future(ctx.run_log.claim(record)))
+
+    failed = True
     try:
         async with ctx.slots(srv.name, srv.max_runs):
-            result = await ctx.executors.get(srv.kind).run(request, srv, sinks)
+            result = await ctx.executors.get(srv.kind).run(
+                request, srv, replace(sinks or Sinks(), spawned=spawned))
         _complete(record, result)
+        failed = False
     except asyncio.CancelledError:
         record.status, record.error = RunStatus.CANCELLED, "cancelled by the user"
         raise
@@ -145,8 +168,21 @@ async def run_model(
     finally:
         record.finished_at = record.finished_at or utcnow()
         # NOTE: shielded, so a second Ctrl-C cannot leave the row unfinished.
-        await asyncio.shield(ctx.run_log.update(record))
+        await asyncio.shield(_finish(ctx, record, claims, report=not failed))
     return record, result
+
+
+async def _finish(ctx: ServiceContext, record: RunRecord, claims: list[asyncio.Task[None]],
+                  report: bool) -> None:
+    """The final write. A record kept in the journal (the database is away) is reported
+    with RecordJournaled, unless another error already ends the run."""
+    if claims:
+        await asyncio.gather(*claims, return_exceptions=True)  # a lost claim: the end says it all
+    try:
+        await ctx.run_log.update(record)
+    except RecordJournaled:
+        if report:
+            raise
 
 
 def _complete(record: RunRecord, result: RunResult) -> None:
@@ -211,6 +247,10 @@ async def list_runs(ctx: ServiceContext, model: str | None = None, status: str |
         ) from None
     if limit < 1:
         raise UsageError("--limit must be at least 1")
+    if st is RunStatus.RUNNING:
+        from mer.services.reaping import reap_lost_runs
+
+        await reap_lost_runs(ctx)  # what says running must be running
     async with ctx.uow() as uow:
         return await uow.runs.query(model=model, status=st, since=since, limit=limit)
 

@@ -140,8 +140,9 @@ class MerShell(cmd2.Cmd):
     def ctx(self) -> ServiceContext:
         # The runtime is built on the loop (in the background when interactive); the first
         # command that needs it waits for it.
-        if self._runtime_future is None:
-            self._runtime_future = self._start_runtime()
+        # NOTE: asked every time: a start that failed on an unreachable database is
+        # started again (mer/cli.py), so the database coming back is noticed.
+        self._runtime_future = self._start_runtime()
         return self._runtime_future.result().ctx
 
     def call(self, coro: Any) -> Any:
@@ -203,7 +204,7 @@ class MerShell(cmd2.Cmd):
         """Rebuild the completion cache on the loop; a rebuild under way is replaced."""
         if not self.bridge.background:
             return  # a script completes nothing: no rebuild to wait for between commands
-        future = self._runtime_future = self._runtime_future or self._start_runtime()
+        future = self._runtime_future = self._start_runtime()
         if not future.done() or future.exception() is not None:
             return
         if self._refreshing is not None and not self._refreshing.done():

@@ -1,0 +1,198 @@
+"""The access log's SQL: the one write path of a run's record, and its reads.
+
+Every run writes its row before the model starts and completes it when the model ends;
+mer/db/run_log.py sends these same statements straight to the driver on the hot path,
+and the repository below sends them through a unit of work (fakes, journal replay,
+reaping). What makes the writes safe to repeat:
+
+- the row's id is made by mer, so a start retried after a lost reply finds its own row;
+- a final write only changes a row that is still ``running``, so a journal replayed
+  twice, or a final write racing the reaper, never writes a second ending.
+
+Every string is stored as valid UTF-8 without NUL, on both dialects (``storable``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import String, bindparam, cast, func, insert, literal_column, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from mer.db.engine import map_errors
+from mer.db.orm import RunRow
+from mer.db.repository import _aware
+from mer.domain import RunKind, RunRecord, RunStatus
+from mer.errors import UsageError
+
+__all__ = ["RUN_CLAIM", "RUN_FINISH", "RUN_INSERT", "SqlRunRepository", "replay_record", "row_exists",
+           "storable", "storable_json"]
+
+# NUL (PostgreSQL's text and JSONB refuse it) and lone surrogates (Python's fsdecode of
+# a non-UTF-8 file name makes them; PostgreSQL refuses them, SQLite keeps them and they
+# come back as text no UTF-8 writer can print).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str | None) -> str | None:
+    """``text`` with NUL and lone surrogates replaced by U+FFFD."""
+    if not text or (text.isascii() and "\x00" not in text):
+        return text
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def storable_json(value: Any) -> Any:
+    """The same for every string and key of a JSON document (a model's result)."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, list):
+        return [storable_json(v) for v in value]
+    if isinstance(value, dict):
+        return {storable(k): storable_json(v) for k, v in value.items()}
+    return value
+
+
+_RUNS = RunRow.__table__
+# A literal, not a bound value: the run log binds only the values a record carries.
+_STILL_RUNNING = _RUNS.c.status == literal_column(f"'{RunStatus.RUNNING}'")
+# Prebuilt Core statements: two rows per run is the hot path of every `run`, and
+# building ORM-enabled statements per call cost more than the database work itself.
+RUN_INSERT = insert(_RUNS)
+_FINISHED = ("model_id", "version", "server", "weight_revisions", "status", "exit_code",
+             "finished_at", "bytes_in", "bytes_out", "stdout", "stderr", "result", "error")
+RUN_FINISH = (
+    update(_RUNS)
+    .where(_RUNS.c.id == bindparam("run_id"), _STILL_RUNNING)
+    .values({c: bindparam(c) for c in _FINISHED})
+)
+# The model's process group, known once it started: what a reaper kills if mer dies.
+RUN_CLAIM = (
+    update(_RUNS)
+    .where(_RUNS.c.id == bindparam("run_id"), _STILL_RUNNING)
+    .values(process_group=bindparam("process_group"))
+)
+
+
+class SqlRunRepository:
+    COLUMNS = [c.name for c in _RUNS.columns]
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @staticmethod
+    def _values(r: RunRecord) -> dict[str, Any]:
+        return dict(
+            model_id=r.model_id, version=r.version, server=r.server,
+            status=str(r.status), exit_code=r.exit_code, finished_at=r.finished_at,
+            bytes_in=r.bytes_in, bytes_out=r.bytes_out, stdout=storable(r.stdout),
+            stderr=storable(r.stderr), result=storable_json(r.result), error=storable(r.error),
+            weight_revisions=dict(r.weight_revisions),
+        )
+
+    @classmethod
+    def start_values(cls, record: RunRecord) -> dict[str, Any]:
+        return dict(
+            id=record.id, model=record.model, os_user=record.os_user, kind=str(record.kind),
+            started_at=record.started_at, owner_host=record.owner_host,
+            owner_pid=record.owner_pid, owner_start=record.owner_start,
+            process_group=record.process_group, **cls._values(record),
+        )
+
+    @classmethod
+    def finish_values(cls, record: RunRecord) -> dict[str, Any]:
+        return dict(run_id=record.id, **cls._values(record))
+
+    @staticmethod
+    def claim_values(record: RunRecord) -> dict[str, Any]:
+        return dict(run_id=record.id, process_group=record.process_group)
+
+    async def start(self, record: RunRecord) -> None:
+        with map_errors():
+            await self.session.execute(RUN_INSERT, self.start_values(record))
+
+    async def finish(self, record: RunRecord) -> bool:
+        with map_errors():
+            result = await self.session.execute(RUN_FINISH, self.finish_values(record))
+        return bool(result.rowcount)
+
+    async def claim(self, record: RunRecord) -> None:
+        with map_errors():
+            await self.session.execute(RUN_CLAIM, self.claim_values(record))
+
+    @staticmethod
+    def _to_domain(row: RunRow) -> RunRecord:
+        return RunRecord(
+            id=row.id, model_id=row.model_id, model=row.model, version=row.version,
+            server=row.server, os_user=row.os_user, kind=RunKind(row.kind),
+            weight_revisions=dict(row.weight_revisions or {}), status=RunStatus(row.status),
+            exit_code=row.exit_code, started_at=_aware(row.started_at),  # type: ignore[arg-type]
+            finished_at=_aware(row.finished_at), bytes_in=row.bytes_in,
+            bytes_out=row.bytes_out, stdout=storable(row.stdout) or "",
+            stderr=storable(row.stderr) or "", result=storable_json(row.result),
+            error=storable(row.error), owner_host=row.owner_host, owner_pid=row.owner_pid,
+            owner_start=row.owner_start, process_group=row.process_group,
+        )
+
+    async def get(self, run_id: UUID | str) -> RunRecord | None:
+        if isinstance(run_id, UUID):
+            stmt = select(RunRow).where(RunRow.id == run_id)
+        else:
+            prefix = run_id.strip().lower().replace("-", "")
+            if len(prefix) < 4 or not re.fullmatch(r"[0-9a-f]+", prefix):
+                raise UsageError(
+                    f"run id '{run_id}' is not a run id; give at least 4 hex characters of one"
+                )
+            if len(prefix) == 32:
+                stmt = select(RunRow).where(RunRow.id == UUID(prefix))
+            else:
+                text_id = func.replace(cast(RunRow.id, String), "-", "")
+                stmt = select(RunRow).where(text_id.like(prefix + "%")).limit(2)
+        with map_errors():
+            rows = list(await self.session.scalars(stmt))
+        if len(rows) > 1:
+            raise UsageError(f"run id '{run_id}' matches several runs; give more characters")
+        return self._to_domain(rows[0]) if rows else None
+
+    async def query(
+        self,
+        model: str | None = None,
+        status: RunStatus | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        stmt = select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)
+        if model is not None:
+            stmt = stmt.where(RunRow.model == model)
+        if status is not None:
+            stmt = stmt.where(RunRow.status == str(status))
+        if since is not None:
+            stmt = stmt.where(RunRow.started_at >= since)
+        with map_errors():
+            return [self._to_domain(r) for r in await self.session.scalars(stmt)]
+
+    async def running_on(self, host: str) -> list[RunRecord]:
+        """The rows still ``running`` whose owner is a mer on ``host``."""
+        stmt = select(RunRow).where(RunRow.status == str(RunStatus.RUNNING),
+                                    RunRow.owner_host == host)
+        with map_errors():
+            return [self._to_domain(r) for r in await self.session.scalars(stmt)]
+
+
+async def row_exists(engine: AsyncEngine, run_id: UUID) -> bool:
+    with map_errors(what="reading the access log"):
+        async with engine.connect() as conn:
+            return await conn.scalar(select(RunRow.id).where(RunRow.id == run_id)) is not None
+
+
+async def replay_record(engine: AsyncEngine, record: RunRecord) -> None:
+    """Write a journaled final record: complete its row if it is still running, write it
+    whole if its start never arrived, leave it if it already has an ending."""
+    with map_errors(what="replaying the run journal"):
+        async with engine.begin() as conn:
+            done = await conn.execute(RUN_FINISH, SqlRunRepository.finish_values(record))
+            if done.rowcount == 0 and await conn.scalar(
+                    select(RunRow.id).where(RunRow.id == record.id)) is None:
+                await conn.execute(RUN_INSERT, SqlRunRepository.start_values(record))

@@ -1,0 +1,72 @@
+"""Shared setup of the fault suite: a migrated database (SQLite and the real PostgreSQL)
+with a local server and a few tiny models, and mer's runtime built on it as the shell
+builds it (mer/bootstrap.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mer.config import Settings
+from tests.faults.proxy import Proxy
+from tests.fixtures_pg import PG_HOST, PG_PORT, _reset_pg
+
+PY = sys.executable
+# A model that reads its request, waits a little and answers.
+SLOW = [PY, "-c", "import sys, time; sys.stdin.read(); time.sleep(0.6); print('{\"ok\": 1}')"]
+QUICK = [PY, "-c", "import sys; sys.stdin.read(); print('{\"ok\": 1}')"]
+
+
+async def seed(url: str, **models: list[str]) -> None:
+    """Migrate ``url`` and add a local server with ``models`` (name -> argv)."""
+    from mer.db.engine import create_engine
+    from mer.db.migrate import upgrade
+    from mer.db.uow import make_uow_factory
+    from mer.domain import ModelConfig, Server
+
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        async with make_uow_factory(engine)() as uow:
+            await uow.servers.add(Server(name="local"))
+            for name, command in models.items():
+                await uow.models.add(ModelConfig(name=name, server="local", command=command))
+            await uow.commit()
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def pg_fresh(pg_url: str) -> str:
+    asyncio.run(_reset_pg(pg_url))
+    return pg_url
+
+
+@pytest.fixture
+def proxy() -> Any:
+    p = Proxy(PG_HOST, PG_PORT)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+async def runtime_on(tmp_path: Path) -> AsyncIterator[Any]:
+    """``await runtime_on(url, **settings)``: mer's runtime on ``url``, closed afterwards."""
+    from mer.bootstrap import build_runtime
+
+    built: list[Any] = []
+
+    async def build(url: str, **settings: Any) -> Any:
+        runtime = await build_runtime(Settings(database_url=url, data_dir=tmp_path / "data",
+                                               **settings))
+        built.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in built:
+        await runtime.close()
