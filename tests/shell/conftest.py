@@ -27,6 +27,9 @@ class Mer:
                               env=self.env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
 
+    def argv(self) -> list[str]:
+        return [str(BIN / "mer")]
+
     def __call__(self, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(BIN / "mer"), *args], env=self.env, input=stdin,
                               capture_output=True, text=True, timeout=timeout,
