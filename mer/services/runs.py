@@ -50,6 +50,9 @@ __all__ = ["get_run", "list_runs", "list_workers", "load_input", "parse_param_ov
            "run_model", "stop_model"]
 
 
+CLAIM_AFTER = 0.05  # seconds a model runs before its row records its process group
+
+
 def load_input(path: Path | None = None, data: str | None = None) -> Any:
     """The user's input for a run: --data JSON, or an --input file (JSON when it parses)."""
     if path is not None and data is not None:
@@ -140,14 +143,20 @@ async def run_model(
         timeout=timeout or model.timeout, run_id=record.id,
     )
     result: RunResult | None = None
-    claims: list[asyncio.Task[None]] = []
+    claims: list[asyncio.Future[None] | asyncio.TimerHandle] = []
+    loop = asyncio.get_running_loop()
+
+    def claim() -> None:
+        claims.append(asyncio.ensure_future(ctx.run_log.claim(record)))
 
     def spawned(group: int | None) -> None:
-        # The row learns the model's process group while the model runs (a reaper kills
-        # it if mer dies); the final write waits for this one.
+        # The row learns the model's process group while the model runs, so that a
+        # reaper can kill it if mer dies. Not for a run that ends at once: a third write
+        # would cost such a run a fifth of its time, and a local model is found by its
+        # MER_OWNER without it (mer/services/reaping.py).
         if group is not None and group != record.process_group:
             record.process_group = group
-            claims.append(asyncio.ensure_future(ctx.run_log.claim(record)))
+            claims.append(loop.call_later(CLAIM_AFTER, claim))
 
     failed = True
     try:
@@ -172,12 +181,17 @@ async def run_model(
     return record, result
 
 
-async def _finish(ctx: ServiceContext, record: RunRecord, claims: list[asyncio.Task[None]],
+async def _finish(ctx: ServiceContext, record: RunRecord,
+                  claims: list[asyncio.Future[None] | asyncio.TimerHandle],
                   report: bool) -> None:
     """The final write. A record kept in the journal (the database is away) is reported
     with RecordJournaled, unless another error already ends the run."""
-    if claims:
-        await asyncio.gather(*claims, return_exceptions=True)  # a lost claim: the end says it all
+    for pending in claims:
+        if isinstance(pending, asyncio.TimerHandle):
+            pending.cancel()  # the run ended first: the final write says it all
+    waiting = [c for c in claims if isinstance(c, asyncio.Future)]
+    if waiting:
+        await asyncio.gather(*waiting, return_exceptions=True)
     try:
         await ctx.run_log.update(record)
     except RecordJournaled:

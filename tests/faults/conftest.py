@@ -41,6 +41,26 @@ async def seed(url: str, **models: list[str]) -> None:
         await engine.dispose()
 
 
+async def seed_servers(url: str, *servers: Any, **models: tuple[str, list[str]]) -> None:
+    """Migrate ``url`` and add ``servers`` and ``models`` (name -> (server, argv))."""
+    from mer.db.engine import create_engine
+    from mer.db.migrate import upgrade
+    from mer.db.uow import make_uow_factory
+    from mer.domain import ModelConfig
+
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        async with make_uow_factory(engine)() as uow:
+            for server in servers:
+                await uow.servers.add(server)
+            for name, (server, command) in models.items():
+                await uow.models.add(ModelConfig(name=name, server=server, command=command))
+            await uow.commit()
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture
 def pg_fresh(pg_url: str) -> str:
     asyncio.run(_reset_pg(pg_url))
