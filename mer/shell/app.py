@@ -1,9 +1,11 @@
 """The mer shell: a cmd2 application. Thin: it parses, completes and renders; every use
 case is a service call run on the bridge's event loop.
 
-Errors are reported in one place (``_reports``): a MerError prints ``error: <message>``
-on stderr and sets the exit status; Ctrl-C prints ``cancelled`` (status 130); anything
-else is an ``internal error`` whose traceback goes to the log (on screen with --debug).
+Errors are reported in one place (``_reports``), each as ONE line on stderr: a MerError
+prints ``error: <message>`` and sets the exit status; Ctrl-C prints ``cancelled`` (status
+130); anything else is ``internal error: Type: message (details in LOG)``, its traceback
+in mer's log file (on screen too with --debug). A command's bad arguments are one line
+too (``MerArgumentParser``): ``error: run: <argparse's message> (see `help run`)``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 import cmd2
@@ -31,6 +33,7 @@ from mer.bootstrap import Runtime
 from mer.domain import ModelConfig, RunKind, Server, parse_model_ref, utcnow
 from mer.errors import EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED, EditNotAllowed, MerError, UsageError
 from mer.execution.interface import Sinks
+from mer.logfile import internal_error_line
 from mer.services import models as model_svc
 from mer.services import runs as run_svc
 from mer.services import servers as server_svc
@@ -68,17 +71,36 @@ def _reports(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             self.fail("cancelled", EXIT_INTERRUPTED)
         except Exception as err:  # a bug in mer, not the user's mistake
-            log.error("internal error in %s", fn.__name__, exc_info=True)
-            if self.debug:
-                traceback.print_exc(file=sys.stderr)
-            self.fail(f"internal error: {err!r} (run with --debug for the traceback)", 1)
+            self.internal_error(err, fn.__name__)
         return None
 
     return wrapper
 
 
+class _BadArguments(SystemExit):
+    """What MerArgumentParser.error raises: argparse's way out (SystemExit, status 2),
+    carrying the one line to show; MerShell.onecmd prints it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+
+class MerArgumentParser(Cmd2ArgumentParser):
+    """A command's parser whose errors are one line naming the command and its help,
+    instead of argparse's usage block followed by the error."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        raise _BadArguments(f"{self.prog}: {text} (see `help {self.prog}`)")
+
+
+# cmd2's own commands (help, alias, macro, history, ...) build their parsers from this.
+cmd2.set_default_argument_parser(MerArgumentParser)
+
+
 def _parser(description: str) -> Cmd2ArgumentParser:
-    return Cmd2ArgumentParser(description=description)
+    return MerArgumentParser(description=description)
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:
@@ -197,7 +219,9 @@ class MerShell(cmd2.Cmd):
             return super().onecmd(statement, add_to_history=add_to_history)
         except Cmd2ArgparseError as err:
             cause = err.__cause__
-            if not (isinstance(cause, SystemExit) and cause.code in (0, None)):
+            if isinstance(cause, _BadArguments):
+                self.fail(f"error: {cause.message}", 2)
+            elif not (isinstance(cause, SystemExit) and cause.code in (0, None)):
                 self.failed, self.exit_code = True, 2
             raise
 
@@ -206,8 +230,15 @@ class MerShell(cmd2.Cmd):
         return None
 
     def pexcept(self, exception: BaseException, **kwargs: Any) -> None:
-        log.error("internal error", exc_info=exception)
-        self.fail(f"internal error: {exception!r}", 1)
+        # cmd2 calls this for what escaped a command's own reporting (a hook, a built-in).
+        self.internal_error(exception, "command")
+
+    def internal_error(self, err: BaseException, where: str) -> None:
+        """A bug in mer: one line on stderr, the traceback in the log file (and on screen
+        with --debug)."""
+        if self.debug:
+            traceback.print_exception(err, file=sys.stderr)
+        self.fail(internal_error_line(err, where), 1)
 
     def out(self, text: str) -> None:
         try:
