@@ -9,7 +9,6 @@ only if every command succeeded (1 if one failed, 2 for bad flags, 130 interrupt
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -19,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mer import __version__
-from mer.config import Settings, load_settings
+from mer.config import load_settings
 from mer.errors import EXIT_INTERRUPTED, EXIT_USAGE, MerError
+from mer.logfile import setup_logging
 
 if TYPE_CHECKING:
     from mer.bootstrap import Runtime
@@ -49,16 +49,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="show tracebacks of internal errors")
     p.add_argument("--version", action="version", version=f"mer {__version__}")
     return p
-
-
-def _setup_logging(settings: Settings) -> None:
-    handlers: list[logging.Handler] = []
-    if settings.log_file is not None:
-        handlers.append(logging.FileHandler(settings.log_file))
-    else:
-        handlers.append(logging.StreamHandler(sys.stderr))
-    logging.basicConfig(level=settings.log_level if not settings.debug else "DEBUG",
-                        handlers=handlers, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _script_lines(lines: Iterable[str]) -> Iterable[str]:
@@ -114,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except MerError as err:
         print(f"mer: error: {err}", file=sys.stderr)
         return err.exit_code
-    _setup_logging(settings)
+    setup_logging(settings)  # the log file; the terminal gets one line per error
 
     script_lines: Iterable[str] | None = None
     if args.script is not None:

@@ -27,7 +27,8 @@ ENV_KEYS: dict[str, str] = {
     "MER_CATALOG": "TOML model catalog that `mer-migrate up` loads",
     "MER_KNOWN_HOSTS": "known_hosts file checked for SSH servers (default ~/.ssh/known_hosts)",
     "MER_LOG_LEVEL": "logging level: DEBUG, INFO, WARNING (default) or ERROR",
-    "MER_LOG_FILE": "file that receives mer's log, tracebacks included (default: none)",
+    "MER_LOG_FILE": "file that receives mer's log and the tracebacks of internal errors, "
+    "created when first written (default: mer.log in MER_DATA_DIR)",
     "MER_ALLOW_EDIT": "1 to unlock live edits, like --allow-edit (default 0)",
     "MER_OUTPUT_CAP": "bytes of each run's stdout/stderr kept in the access log (default 1 MiB)",
     "MER_DB_RETRY": "seconds a run's access-log write is retried on new connections while the "
@@ -67,6 +68,10 @@ class Settings:
     def journal_path(self) -> Path:
         """Final run records that could not reach the database wait here (fsync'd)."""
         return self.resolved_data_dir / "run-journal.jsonl"
+
+    @property
+    def resolved_log_file(self) -> Path:
+        return self.log_file if self.log_file is not None else self.resolved_data_dir / "mer.log"
 
     @property
     def resolved_database_url(self) -> str:

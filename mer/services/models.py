@@ -13,9 +13,10 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from mer.db.interfaces import UnitOfWork
-from mer.domain import FRAMINGS, MODES, AuditEntry, ModelConfig, parse_model_ref
+from mer.domain import FRAMINGS, MODES, AuditEntry, ModelConfig, ModelParameters, parse_model_ref
 from mer.errors import ConflictError, ModelNotFound, ServerNotFound, UsageError
 from mer.services.context import ServiceContext, require_edit
 
@@ -54,6 +55,7 @@ class ModelView:
     model: ModelConfig
     parameters: dict[str, Any]
     weights: list[WeightSummary]
+    parameters_version: int = 0  # the parameters' row version (0: none stored yet)
 
 
 def model_image(m: ModelConfig) -> dict[str, Any]:
@@ -111,7 +113,7 @@ async def show_model(ctx: ServiceContext, ref: str) -> ModelView:
             WeightSummary(w.name, w.revision, w.length, w.sha256, w.author, w.created_at)
             for w in await uow.weights.latest(model.id)
         ]
-    return ModelView(model, params.values, weights)
+    return ModelView(model, params.values, weights, params.row_version)
 
 
 def _validate(model: ModelConfig) -> None:
@@ -224,11 +226,30 @@ def parse_param_value(text: str) -> Any:
         return text
 
 
-async def _edit_params(ctx: ServiceContext, ref: str, key: str, value: Any, remove: bool) -> dict[str, Any]:
+ParamsExpect = int | Mapping[UUID, int] | None
+
+
+def _check_params_version(model: ModelConfig, params: ModelParameters,
+                          expect: ParamsExpect) -> None:
+    """As ``_check_version``, for the parameters' own row version; a mapping is keyed by
+    model id (absent: nothing to check)."""
+    if isinstance(expect, Mapping):
+        expect = expect.get(model.id)
+    if expect is not None and expect != params.row_version:
+        raise ConflictError(
+            f"the parameter set of model '{model.ref}' was changed by someone else "
+            f"since you read it (you saw version {expect}, it is now {params.row_version}); "
+            f"reload with `show {model.ref}` and retry"
+        )
+
+
+async def _edit_params(ctx: ServiceContext, ref: str, key: str, value: Any, remove: bool,
+                       expect: ParamsExpect) -> ModelParameters:
     require_edit(ctx)
     async with ctx.uow() as uow:
         model = await find_model(uow, ref)
         params = await uow.parameters.get(model.id)
+        _check_params_version(model, params, expect)
         before = dict(params.values)
         if remove:
             if key not in params.values:
@@ -236,18 +257,24 @@ async def _edit_params(ctx: ServiceContext, ref: str, key: str, value: Any, remo
             del params.values[key]
         else:
             params.values[key] = value
-        await uow.parameters.set(params)
+        stored = await uow.parameters.set(params)
         await _audit(ctx, uow, "param.unset" if remove else "param.set", f"model {model.ref}",
                      {key: before.get(key)}, None if remove else {key: value})
         await uow.commit()
-        return params.values
+        return stored
 
 
-async def set_param(ctx: ServiceContext, ref: str, key: str, value: str) -> dict[str, Any]:
+async def set_param(ctx: ServiceContext, ref: str, key: str, value: str,
+                    expect: ParamsExpect = None) -> ModelParameters:
+    """Set one parameter; ``expect`` is the parameters' row version the caller last saw
+    (a number, or a mapping of model ids to versions; None: no check). Returns the stored
+    parameters with their new row version. Raises ConflictError for a stale ``expect``."""
     if not key:
         raise UsageError("parameter key must not be empty")
-    return await _edit_params(ctx, ref, key, parse_param_value(value), remove=False)
+    return await _edit_params(ctx, ref, key, parse_param_value(value), False, expect)
 
 
-async def unset_param(ctx: ServiceContext, ref: str, key: str) -> dict[str, Any]:
-    return await _edit_params(ctx, ref, key, None, remove=True)
+async def unset_param(ctx: ServiceContext, ref: str, key: str,
+                      expect: ParamsExpect = None) -> ModelParameters:
+    """Remove one parameter; ``expect`` as for ``set_param``."""
+    return await _edit_params(ctx, ref, key, None, True, expect)

@@ -1,9 +1,11 @@
 """The mer shell: a cmd2 application. Thin: it parses, completes and renders; every use
 case is a service call run on the bridge's event loop.
 
-Errors are reported in one place (``_reports``): a MerError prints ``error: <message>``
-on stderr and sets the exit status; Ctrl-C prints ``cancelled`` (status 130); anything
-else is an ``internal error`` whose traceback goes to the log (on screen with --debug).
+Errors are reported in one place (``_reports``), each as ONE line on stderr: a MerError
+prints ``error: <message>`` and sets the exit status; Ctrl-C prints ``cancelled`` (status
+130); anything else is ``internal error: Type: message (details in LOG)``, its traceback
+in mer's log file (on screen too with --debug). A command's bad arguments are one line
+too (``MerArgumentParser``): ``error: run: <argparse's message> (see `help run`)``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import shlex
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from uuid import UUID
 
 import cmd2
 from cmd2 import Choices, Cmd2ArgumentParser, with_argparser
@@ -30,6 +33,7 @@ from mer.bootstrap import Runtime
 from mer.domain import ModelConfig, RunKind, Server, parse_model_ref, utcnow
 from mer.errors import EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED, EditNotAllowed, MerError, UsageError
 from mer.execution.interface import Sinks
+from mer.logfile import internal_error_line
 from mer.services import models as model_svc
 from mer.services import runs as run_svc
 from mer.services import servers as server_svc
@@ -67,17 +71,36 @@ def _reports(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             self.fail("cancelled", EXIT_INTERRUPTED)
         except Exception as err:  # a bug in mer, not the user's mistake
-            log.error("internal error in %s", fn.__name__, exc_info=True)
-            if self.debug:
-                traceback.print_exc(file=sys.stderr)
-            self.fail(f"internal error: {err!r} (run with --debug for the traceback)", 1)
+            self.internal_error(err, fn.__name__)
         return None
 
     return wrapper
 
 
+class _BadArguments(SystemExit):
+    """What MerArgumentParser.error raises: argparse's way out (SystemExit, status 2),
+    carrying the one line to show; MerShell.onecmd prints it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+
+class MerArgumentParser(Cmd2ArgumentParser):
+    """A command's parser whose errors are one line naming the command and its help,
+    instead of argparse's usage block followed by the error."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        raise _BadArguments(f"{self.prog}: {text} (see `help {self.prog}`)")
+
+
+# cmd2's own commands (help, alias, macro, history, ...) build their parsers from this.
+cmd2.set_default_argument_parser(MerArgumentParser)
+
+
 def _parser(description: str) -> Cmd2ArgumentParser:
-    return Cmd2ArgumentParser(description=description)
+    return MerArgumentParser(description=description)
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:
@@ -96,6 +119,38 @@ def _since(text: str) -> datetime:
             f"--since '{text}' is not a time; use e.g. 30m, 2h, 1d or 2026-11-24T10:00"
         ) from None
     return ts if ts.tzinfo else ts.astimezone()
+
+
+class _SeenRevisions(Mapping[tuple[UUID, str], int]):
+    """The newest weight revision this shell has shown, by (model id, vector name). Where
+    the shell listed all of a model's vectors, a name it did not list was seen as none
+    (revision 0): a vector someone else creates meanwhile is not silently overwritten."""
+
+    def __init__(self) -> None:
+        self._revisions: dict[tuple[UUID, str], int] = {}
+        self._listed: set[UUID] = set()
+
+    def saw(self, model_id: UUID, name: str, revision: int) -> None:
+        self._revisions[(model_id, name)] = revision
+
+    def saw_all(self, model_id: UUID, revisions: Iterable[tuple[str, int]]) -> None:
+        self._revisions = {k: v for k, v in self._revisions.items() if k[0] != model_id}
+        self._listed.add(model_id)
+        for name, revision in revisions:
+            self.saw(model_id, name, revision)
+
+    def __getitem__(self, key: tuple[UUID, str]) -> int:
+        if key in self._revisions:
+            return self._revisions[key]
+        if key[0] in self._listed:
+            return 0
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[tuple[UUID, str]]:
+        return iter(self._revisions)
+
+    def __len__(self) -> int:
+        return len(self._revisions)
 
 
 class MerShell(cmd2.Cmd):
@@ -126,7 +181,10 @@ class MerShell(cmd2.Cmd):
         self.closed_output = False  # the reader of stdout went away (see output_closed)
         self.cache = CompletionCache()
         self._refreshing: concurrent.futures.Future[Any] | None = None
-        self._seen_versions: dict[str, int] = {}  # model ref -> row version shown
+        # What this shell last showed, so that an edit from a stale view is refused:
+        self._seen_versions: dict[str, int] = {}  # model ref -> row version
+        self._seen_params: dict[UUID, int] = {}  # model id -> parameters' row version
+        self._seen_weights = _SeenRevisions()  # (model id, vector) -> newest revision
         self.aliases.update(MER_ALIASES)
         self.remove_settable("editor")  # its `edit` command is removed
         if not allow_edit:
@@ -162,7 +220,9 @@ class MerShell(cmd2.Cmd):
             return super().onecmd(statement, add_to_history=add_to_history)
         except Cmd2ArgparseError as err:
             cause = err.__cause__
-            if not (isinstance(cause, SystemExit) and cause.code in (0, None)):
+            if isinstance(cause, _BadArguments):
+                self.fail(f"error: {cause.message}", 2)
+            elif not (isinstance(cause, SystemExit) and cause.code in (0, None)):
                 self.failed, self.exit_code = True, 2
             raise
 
@@ -171,8 +231,15 @@ class MerShell(cmd2.Cmd):
         return None
 
     def pexcept(self, exception: BaseException, **kwargs: Any) -> None:
-        log.error("internal error", exc_info=exception)
-        self.fail(f"internal error: {exception!r}", 1)
+        # cmd2 calls this for what escaped a command's own reporting (a hook, a built-in).
+        self.internal_error(exception, "command")
+
+    def internal_error(self, err: BaseException, where: str) -> None:
+        """A bug in mer: one line on stderr, the traceback in the log file (and on screen
+        with --debug)."""
+        if self.debug:
+            traceback.print_exception(err, file=sys.stderr)
+        self.fail(internal_error_line(err, where), 1)
 
     def out(self, text: str) -> None:
         try:
@@ -274,6 +341,8 @@ class MerShell(cmd2.Cmd):
         view = self.call(model_svc.show_model(self.ctx, args.model))
         m = view.model
         self._seen_versions[m.ref] = m.row_version
+        self._seen_params[m.id] = view.parameters_version
+        self._seen_weights.saw_all(m.id, ((w.name, w.revision) for w in view.weights))
         if self.want_json(args):
             image = model_svc.model_image(m)
             image["parameters"] = view.parameters
@@ -431,6 +500,8 @@ class MerShell(cmd2.Cmd):
             if name is None:
                 raise UsageError("--history needs a weight vector NAME")
             revs = self.call(weight_svc.weight_history(self.ctx, args.model, name))
+            newest = max(revs, key=lambda w: w.revision)
+            self._seen_weights.saw(newest.model_id, newest.name, newest.revision)
             if self.want_json(args):
                 self.out(render.dumps([render.weight_image(w, values=False) for w in revs]))
                 return
@@ -439,6 +510,10 @@ class MerShell(cmd2.Cmd):
                                     render.when(w.created_at), w.note] for w in revs]))
             return
         revs = self.call(weight_svc.show_weights(self.ctx, args.model, name))
+        if name is not None:
+            self._seen_weights.saw(revs[0].model_id, revs[0].name, revs[0].revision)
+        elif revs:
+            self._seen_weights.saw_all(revs[0].model_id, ((w.name, w.revision) for w in revs))
         head = args.head if args.head is not None else (None if self.want_json(args) else 8)
         if self.want_json(args):
             images = [render.weight_image(w, head) for w in revs]
@@ -464,7 +539,8 @@ class MerShell(cmd2.Cmd):
                 revision = int(rev)
             except ValueError:
                 raise UsageError(f"revision '{rev}' is not a number") from None
-            new = self.call(weight_svc.rollback_weights(self.ctx, ref, name, revision))
+            new = self.call(weight_svc.rollback_weights(self.ctx, ref, name, revision,
+                                                        self._seen_weights))
         else:
             if not args.rest or len(args.rest) > 2:
                 raise UsageError("usage: weights set MODEL NAME (--values V,.. | --file F) "
@@ -479,7 +555,7 @@ class MerShell(cmd2.Cmd):
                 except ValueError:
                     raise UsageError(f"'{value}' is not a number") from None
                 new = self.call(weight_svc.set_weight_element(self.ctx, ref, name, index, number,
-                                                              args.note))
+                                                              args.note, self._seen_weights))
             else:
                 name = target
                 if not name:
@@ -488,7 +564,9 @@ class MerShell(cmd2.Cmd):
                     raise UsageError("give exactly one of --values V,V,... or --file F")
                 values = (weight_svc.parse_values(args.values) if args.values is not None
                           else weight_svc.read_weights_file(args.file))
-                new = self.call(weight_svc.set_weights(self.ctx, ref, name, values, args.note))
+                new = self.call(weight_svc.set_weights(self.ctx, ref, name, values, args.note,
+                                                       self._seen_weights))
+        self._seen_weights.saw(new.model_id, new.name, new.revision)
         if self.want_json(args):
             self.out(render.dumps(render.weight_image(new, values=False)))
         else:
@@ -723,12 +801,15 @@ class MerShell(cmd2.Cmd):
         if args.action == "set":
             if args.value is None:
                 raise UsageError("usage: param MODEL set KEY VALUE")
-            values = self.call(model_svc.set_param(self.ctx, args.model, args.key, args.value))
+            params = self.call(model_svc.set_param(self.ctx, args.model, args.key, args.value,
+                                                   self._seen_params))
         else:
             if args.value is not None:
                 raise UsageError("usage: param MODEL unset KEY")
-            values = self.call(model_svc.unset_param(self.ctx, args.model, args.key))
-        self.out(f"{args.model} parameters: {render.dumps(values)}")
+            params = self.call(model_svc.unset_param(self.ctx, args.model, args.key,
+                                                     self._seen_params))
+        self._seen_params[params.model_id] = params.row_version
+        self.out(f"{args.model} parameters: {render.dumps(params.values)}")
 
     server_parser = _parser("Add, remove or trust (record the SSH host key of) a server.")
     server_sub = server_parser.add_subparsers(dest="action", required=True)

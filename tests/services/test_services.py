@@ -90,6 +90,21 @@ async def test_stale_shown_version_is_a_conflict(ctx: ServiceContext) -> None:
         await model_svc.set_model_field(ctx, "lin", "timeout", "3", seen)
 
 
+async def test_stale_parameters_and_weights_are_conflicts(ctx: ServiceContext) -> None:
+    params = await model_svc.set_param(ctx, "lin", "bias", "1", expect=1)
+    assert params.row_version == 2
+    with pytest.raises(ConflictError, match="you saw version 1, it is now 2"):
+        await model_svc.unset_param(ctx, "lin", "bias", expect=1)
+    await weight_svc.set_weights(ctx, "lin", "w", [3.0, 4.0], expect=1)
+    for stale in (weight_svc.set_weights(ctx, "lin", "w", [5.0], expect=1),
+                  weight_svc.set_weight_element(ctx, "lin", "w", 0, 5.0, expect=1),
+                  weight_svc.rollback_weights(ctx, "lin", "w", 1, expect=1)):
+        with pytest.raises(ConflictError, match="you saw revision 1, it is now 2"):
+            await stale
+    with pytest.raises(ConflictError, match="you saw revision 0, it is now 2"):
+        await weight_svc.set_weights(ctx, "lin", "w", [5.0], expect=0)
+
+
 @pytest.mark.parametrize(("field", "value", "needle"), [
     ("name", "x", "cannot be set"), ("timeout", "soon", "not a number"),
     ("mode", "forever", "mode 'forever'"), ("env", "[1]", "JSON object"),
@@ -108,11 +123,11 @@ async def test_duplicate_model_and_missing_model(ctx: ServiceContext) -> None:
 
 
 async def test_params_json_values(ctx: ServiceContext) -> None:
-    values = await model_svc.set_param(ctx, "lin", "layers", "[64, 32]")
+    values = (await model_svc.set_param(ctx, "lin", "layers", "[64, 32]")).values
     assert values["layers"] == [64, 32] and values["bias"] == 0.5
-    values = await model_svc.set_param(ctx, "lin", "name", "plain text")
+    values = (await model_svc.set_param(ctx, "lin", "name", "plain text")).values
     assert values["name"] == "plain text"
-    assert "bias" not in await model_svc.unset_param(ctx, "lin", "bias")
+    assert "bias" not in (await model_svc.unset_param(ctx, "lin", "bias")).values
     with pytest.raises(UsageError, match="no parameter"):
         await model_svc.unset_param(ctx, "lin", "bias")
 

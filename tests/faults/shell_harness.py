@@ -1,0 +1,82 @@
+"""The mer shell in-process, as `mer` builds it (an InlineBridge, a runtime built on its
+loop) on a given database, with its output captured: several shells on one database
+stand for several users."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mer.bootstrap import Runtime, build_runtime
+from mer.config import Settings
+from mer.shell.app import MerShell
+from mer.shell.bridge import InlineBridge
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Done:
+    out: str
+    err: str
+    failed: bool
+    exit_code: int
+
+
+class InProcessShell:
+    def __init__(self, settings: Settings,
+                 runtime: Callable[[Settings], Any] = build_runtime) -> None:
+        self.settings = settings
+        self.bridge = InlineBridge()
+        self.stdout = io.StringIO()
+        self._started: list[Future[Runtime]] = []
+
+        def start() -> Future[Runtime]:
+            if not self._started:
+                self._started.append(self.bridge.submit(runtime(settings)))
+            return self._started[0]
+
+        self.shell = MerShell(start, self.bridge, allow_edit=settings.allow_edit,
+                              stdin=io.StringIO(), stdout=self.stdout)
+        self.shell.debug = settings.debug
+
+    def __call__(self, line: str) -> Done:
+        self.shell.failed, self.shell.exit_code = False, 0
+        self.stdout.seek(0)
+        self.stdout.truncate()
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            self.shell.onecmd_plus_hooks(line)
+        return Done(self.stdout.getvalue(), err.getvalue(), self.shell.failed,
+                    self.shell.exit_code)
+
+    def close(self) -> None:
+        cleanup = None
+        if self._started and self._started[0].exception() is None:
+            cleanup = self._started[0].result().close()
+        self.bridge.close(cleanup)
+        asyncio.set_event_loop(None)
+
+
+def prepare_database(url: str) -> None:
+    """Migrate ``url`` to head and load the example catalog, on a loop of its own."""
+    from mer.db.catalog import load_catalog
+    from mer.db.engine import create_engine
+    from mer.db.migrate import upgrade
+    from mer.db.uow import make_uow_factory
+
+    async def prepare() -> None:
+        engine = create_engine(url)
+        try:
+            await upgrade(engine)
+            await load_catalog(ROOT / "examples" / "catalog.toml", make_uow_factory(engine))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(prepare())
