@@ -30,6 +30,7 @@ import shlex
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +81,26 @@ async def _blocking(fn: Any, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
 
 
-class _Connection:
-    """One authenticated paramiko Transport to a server, shared by its runs."""
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    """Everything that decides who connects to what: a pooled connection serves only
+    servers whose identity equals the one it was opened for."""
 
-    def __init__(self, server: Server, known_hosts: Path) -> None:
+    host: str
+    port: int
+    user: str
+    identity_file: str | None  # resolved path; None: agent and default keys
+    known_hosts: str  # the resolved file actually checked
+
+
+class _Connection:
+    """One authenticated paramiko Transport for one connection identity, shared by the
+    runs of every server with that identity."""
+
+    def __init__(self, server: Server, identity: _Identity) -> None:
         self.server = server
-        self.known_hosts = known_hosts
+        self.identity = identity
+        self.known_hosts = Path(identity.known_hosts)
         self.transport: paramiko.Transport | None = None
         self.host_key: paramiko.PKey | None = None
 
@@ -139,8 +154,8 @@ class _Connection:
 
     def _keys(self) -> list[paramiko.PKey]:
         s = self.server
-        if s.identity_file:
-            path = Path(s.identity_file).expanduser()
+        if self.identity.identity_file:
+            path = Path(self.identity.identity_file)
             try:
                 return [paramiko.PKey.from_path(str(path))]
             except (OSError, paramiko.SSHException, ValueError) as err:
@@ -160,7 +175,7 @@ class _Connection:
         try:
             assert self.host_key is not None
             self._check_host_key(self.host_key)
-            user = s.user or os.environ.get("USER") or "root"
+            user = self.identity.user
             keys = self._keys()
             if not keys:
                 raise ConnectError(f"no SSH key for {s.name}: set the server's identity file or "
@@ -379,30 +394,54 @@ class SshExecutor(ProcessExecutor):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._connections: dict[tuple[str, int, str], _Connection] = {}
+        self._connections: dict[_Identity, _Connection] = {}
+        # server name -> the identity its runs last used: a changed server drops its
+        # old connection.
+        self._opened_for: dict[str, _Identity] = {}
         self._lock = threading.Lock()
 
     def _known_hosts(self, server: Server) -> Path:
         path = server.known_hosts or self.known_hosts or "~/.ssh/known_hosts"
         return Path(path).expanduser()
 
-    def _key(self, server: Server) -> tuple[str, int, str]:
+    def _identity(self, server: Server) -> _Identity:
         if not server.host:
             raise ConnectError(f"server '{server.name}' has no host; set one with `server add`")
-        return (server.host, server.port or 22, server.user or "")
+        key = server.identity_file and str(Path(server.identity_file).expanduser().resolve())
+        return _Identity(
+            host=server.host, port=server.port or 22,
+            user=server.user or os.environ.get("USER") or "root",
+            identity_file=key or None,
+            known_hosts=str(self._known_hosts(server).resolve()),
+        )
 
     def _connection_blocking(self, server: Server) -> _Connection:
-        key = self._key(server)
-        with self._lock:  # NOTE: one connect per server even when runs start together
-            conn = self._connections.get(key)
+        identity = self._identity(server)
+        with self._lock:  # NOTE: one connect per identity even when runs start together
+            previous = self._opened_for.get(server.name)
+            if previous is not None and previous != identity:
+                self._drop(server.name, previous)
+            conn = self._connections.get(identity)
             if conn is not None and conn.active():
+                self._opened_for[server.name] = identity
                 return conn
             if conn is not None:
                 conn.close()
-            conn = _Connection(server, self._known_hosts(server))
+                del self._connections[identity]
+            conn = _Connection(server, identity)
             conn.connect()
-            self._connections[key] = conn
+            self._connections[identity] = conn
+            self._opened_for[server.name] = identity
             return conn
+
+    def _drop(self, name: str, identity: _Identity) -> None:
+        """The server ``name`` changed: close the connection opened for its old fields
+        unless another server still has them. Its runs on it end as lost."""
+        del self._opened_for[name]
+        if identity not in self._opened_for.values():
+            conn = self._connections.pop(identity, None)
+            if conn is not None:
+                conn.close()
 
     def _start(self, server: Server, remote: str) -> tuple[_Connection, paramiko.Channel]:
         conn = self._connection_blocking(server)
@@ -452,8 +491,7 @@ class SshExecutor(ProcessExecutor):
 
     async def trust(self, server: Server) -> str:
         def fetch() -> str:
-            self._key(server)
-            conn = _Connection(server, self._known_hosts(server))
+            conn = _Connection(server, self._identity(server))
             transport = conn._open_transport()
             transport.close()
             key = conn.host_key
@@ -474,3 +512,4 @@ class SshExecutor(ProcessExecutor):
         for conn in list(self._connections.values()):
             conn.close()
         self._connections.clear()
+        self._opened_for.clear()
