@@ -18,14 +18,26 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from mer.domain import RunRequest, RunResult, RunStatus, Server, WorkerInfo, encode_request, utcnow
-from mer.errors import ExecutionError, WorkerError
+from mer.errors import ExecutionError, UsageError, WorkerError
 from mer.execution.interface import Sinks
+from mer.validation import check_argv, check_env, check_text
 
-__all__ = ["ConnectionLost", "OutputKeeper", "Process", "ProcessExecutor"]
+__all__ = ["ConnectionLost", "OutputKeeper", "Process", "ProcessExecutor", "check_runnable"]
 
 CHUNK = 65536
 MER_READY, MER_START, MER_STOP, MER_EXIT = "@!#READY#!@", "@!#START#!@", "@!#STOP#!@", "@!#EXIT#!@"
 READY_TIMEOUT = 120.0
+
+
+def check_runnable(request: RunRequest, command: list[str]) -> None:
+    """Defense in depth: the services' rules again, on what is about to start, so no
+    caller's command or environment becomes an option or code (mer/validation.py)."""
+    try:
+        check_argv("command", command)
+        check_env(request.env)
+        check_text("workdir", request.workdir)
+    except UsageError as err:
+        raise ExecutionError(f"cannot start {request.model}@{request.version}: {err}") from None
 
 
 class ConnectionLost(Exception):

@@ -18,7 +18,7 @@ from typing import Any
 
 from mer.domain import RunRequest, Server, ServerCheck
 from mer.errors import ExecutionError
-from mer.execution.base import CHUNK, ProcessExecutor
+from mer.execution.base import CHUNK, ProcessExecutor, check_runnable
 
 __all__ = ["LocalExecutor", "LocalProcess"]
 
@@ -133,7 +133,10 @@ class LocalExecutor(ProcessExecutor):
         _watch_children_with_pidfd()
 
     async def _spawn(self, request: RunRequest, server: Server, command: list[str]) -> LocalProcess:
-        env = {**os.environ, **request.env} if request.env else None
+        check_runnable(request, command)
+        # MER_RUN_ID marks the run's processes, so a later mer can tell its group from a
+        # stranger's that reuses the id (kill_group).
+        env = {**os.environ, **request.env, "MER_RUN_ID": str(request.run_id)}
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command,
@@ -156,6 +159,8 @@ class LocalExecutor(ProcessExecutor):
                 f"cannot start {request.model}@{request.version}: {command[0]} is not executable"
             ) from err
         except OSError as err:
+            raise ExecutionError(f"cannot start {request.model}@{request.version}: {err}") from err
+        except ValueError as err:  # an embedded NUL or '=' that slipped past the checks
             raise ExecutionError(f"cannot start {request.model}@{request.version}: {err}") from err
         return LocalProcess(proc)
 

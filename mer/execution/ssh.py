@@ -38,7 +38,7 @@ import paramiko
 
 from mer.domain import RunRequest, Server, ServerCheck
 from mer.errors import ConnectError, ExecutionError, HostKeyError
-from mer.execution.base import CHUNK, ConnectionLost, ProcessExecutor
+from mer.execution.base import CHUNK, ConnectionLost, ProcessExecutor, check_runnable
 
 __all__ = ["SshExecutor", "build_remote_command", "fingerprint"]
 
@@ -57,18 +57,28 @@ def fingerprint(key: paramiko.PKey) -> str:
 
 def build_remote_command(request: RunRequest, command: list[str]) -> str:
     """The command line the remote user's shell runs: every argv element quoted, so
-    nothing in it is interpreted by a shell.
+    nothing in it is interpreted by a shell, and nothing becomes an option.
 
     sshd makes each session's shell a session and process-group leader (it calls
     setsid), so that shell's ``$$`` is the group id; it prints it, then ``exec``s the
     model in its place, which keeps the pid and so the group.
+
+    Options: dash's ``exec`` and ``kill`` reject ``--``, so a program starting with
+    ``-`` is refused (check_runnable) rather than escaped; env keys are variable names
+    and follow ``env --``; a workdir starting with ``-`` is given as ``./-...``.
+    Raises ExecutionError for what cannot be made safe.
     """
-    script = "echo $$; "
+    check_runnable(request, command)
+    if request.env and "=" in command[0]:  # env would take it for an assignment
+        raise ExecutionError(f"cannot start {request.model}@{request.version}: command: "
+                             f"the program {command[0]!r} contains '='")
+    script = f"echo $$; export MER_RUN_ID={shlex.quote(str(request.run_id))}; "
     if request.workdir:
-        script += f"cd {shlex.quote(request.workdir)} || exit 126; "
+        workdir = request.workdir if not request.workdir.startswith("-") else "./" + request.workdir
+        script += f"cd {shlex.quote(workdir)} || exit 126; "
     script += "exec "
     if request.env:
-        script += "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in request.env.items()) + " "
+        script += "env -- " + " ".join(shlex.quote(f"{k}={v}") for k, v in request.env.items()) + " "
     return script + " ".join(shlex.quote(a) for a in command)
 
 
