@@ -167,7 +167,11 @@ class ProcessExecutor:
         self._workers: dict[tuple[str, tuple[str, str, tuple[str, ...]]], _Worker] = {}
 
     async def _spawn(self, request: RunRequest, server: Server, command: list[str]) -> Process:
+        """Start ``command``; the Process's ``pid`` is its process group id on return."""
         raise ExecutionError(f"executor kind '{self.kind}' cannot start processes")
+
+    async def kill_group(self, server: Server, pgid: int, run_id: str | None = None) -> bool:
+        raise ExecutionError(f"executor kind '{self.kind}' cannot kill process groups")
 
     # -- oneshot --------------------------------------------------------------------------
 

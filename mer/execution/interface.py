@@ -61,6 +61,14 @@ class Executor(Protocol):
 
     def workers(self) -> list[WorkerInfo]: ...
 
+    async def kill_group(self, server: Server, pgid: int, run_id: str | None = None) -> bool:
+        """TERM the process group ``pgid`` on that server, then KILL it after the grace
+        period; True when the group existed. With ``run_id``, only a group that has a
+        process whose environment holds ``MER_RUN_ID=<run_id>`` is signalled (a group
+        id reused by a stranger is left alone). Works without the Process that started
+        it: a later mer reaps the runs of one that died."""
+        ...
+
     async def close(self) -> None:
         """Stop every worker and close pooled connections."""
         ...

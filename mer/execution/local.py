@@ -20,7 +20,56 @@ from mer.domain import RunRequest, Server, ServerCheck
 from mer.errors import ExecutionError
 from mer.execution.base import CHUNK, ProcessExecutor, check_runnable
 
-__all__ = ["LocalExecutor", "LocalProcess"]
+__all__ = ["LocalExecutor", "LocalProcess", "group_has_run"]
+
+POLL = 0.05
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Pids whose process group is ``pgid``, read from /proc."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue  # gone meanwhile
+        # NOTE: after the last ')': the command name may hold spaces and parentheses.
+        fields = stat.rsplit(b")", 1)[-1].split()
+        if len(fields) > 2 and int(fields[2]) == pgid:
+            found.append(int(name))
+    return found
+
+
+def group_has_run(pgid: int, run_id: str | None) -> bool:
+    """Whether group ``pgid`` exists and, with ``run_id``, holds a process started for
+    that run (MER_RUN_ID in its environment). Without /proc: existence only."""
+    if not os.path.isdir("/proc/self"):
+        return _group_exists(pgid)
+    members = _group_members(pgid)
+    if run_id is None:
+        return bool(members)
+    mark = f"MER_RUN_ID={run_id}".encode()
+    for pid in members:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if mark in fh.read().split(b"\0"):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class LocalProcess:
@@ -175,3 +224,16 @@ class LocalExecutor(ProcessExecutor):
 
     async def trust(self, server: Server) -> str:
         raise ExecutionError(f"server '{server.name}' is local: it has no host key to trust")
+
+    async def kill_group(self, server: Server, pgid: int, run_id: str | None = None) -> bool:
+        # Never group 0 (os.killpg(0) is our own group), init's, or mer's own group.
+        if pgid <= 1 or pgid == os.getpgrp() or not group_has_run(pgid, run_id):
+            return False
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline and _group_exists(pgid):
+            await asyncio.sleep(POLL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        return True

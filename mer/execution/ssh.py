@@ -40,7 +40,7 @@ from mer.domain import RunRequest, Server, ServerCheck
 from mer.errors import ConnectError, ExecutionError, HostKeyError
 from mer.execution.base import CHUNK, ConnectionLost, ProcessExecutor, check_runnable
 
-__all__ = ["SshExecutor", "build_remote_command", "fingerprint"]
+__all__ = ["SshExecutor", "build_kill_group", "build_remote_command", "fingerprint"]
 
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE = 10
@@ -80,6 +80,35 @@ def build_remote_command(request: RunRequest, command: list[str]) -> str:
     if request.env:
         script += "env -- " + " ".join(shlex.quote(f"{k}={v}") for k, v in request.env.items()) + " "
     return script + " ".join(shlex.quote(a) for a in command)
+
+
+# Run by the remote login shell (POSIX sh; dash's kill takes no "--"). Exit 3: no such
+# group, or none of its processes carries MER_RUN_ID=$rid (the group id was reused).
+_KILL_GROUP = r"""pg={pgid}; rid={run_id}; n={polls}
+ours() {{
+  [ -d /proc/self ] || {{ kill -0 -$pg 2>/dev/null; return; }}
+  for d in /proc/[0-9]*; do
+    s=$(cat "$d/stat" 2>/dev/null) || continue
+    s=${{s##*) }}; set -- $s
+    [ "$3" = "$pg" ] || continue
+    [ -z "$rid" ] && return 0
+    tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qxF "MER_RUN_ID=$rid" && return 0
+  done
+  return 1
+}}
+ours || exit 3
+kill -TERM -$pg 2>/dev/null
+i=0
+while [ $i -lt $n ] && kill -0 -$pg 2>/dev/null; do sleep 0.05 2>/dev/null || sleep 1; i=$((i+1)); done
+kill -KILL -$pg 2>/dev/null
+exit 0
+"""
+
+
+def build_kill_group(pgid: int, run_id: str | None, grace: float) -> str:
+    """The remote script of ``SshExecutor.kill_group``."""
+    return _KILL_GROUP.format(pgid=int(pgid), run_id=shlex.quote(run_id or ""),
+                              polls=max(1, int(grace / 0.05)))
 
 
 def _host_key_name(server: Server) -> str:
@@ -318,6 +347,12 @@ class SshProcess:
         self._out.feed_eof()
         self._err.feed_eof()
 
+    async def started(self, timeout: float) -> None:
+        """Wait until the group id line came (``pid`` set), the stream ended without
+        one, or ``timeout`` passed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._pid_seen), timeout)
+
     def _close_channel(self) -> None:
         self._wakeup.armed = False
         self._chan.close()
@@ -469,8 +504,35 @@ class SshExecutor(ProcessExecutor):
             conn, chan = await _blocking(self._start, server, remote)
         except ConnectionLost as err:
             raise ConnectError(f"lost the connection to {server.name}: {err}") from err
-        # NOTE: the request can go out at once; the group id line is read as it comes.
-        return SshProcess(conn, chan, asyncio.get_running_loop())
+        proc = SshProcess(conn, chan, asyncio.get_running_loop())
+        # The caller may record ``pid`` (the remote group id) at once: wait for its line;
+        # the shell prints it first thing, so this costs about one round trip.
+        await proc.started(CONNECT_TIMEOUT)
+        return proc
+
+    async def kill_group(self, server: Server, pgid: int, run_id: str | None = None) -> bool:
+        if pgid <= 1:
+            return False
+        script = build_kill_group(pgid, run_id, self.grace)
+
+        def kill() -> int:
+            chan = self._connection_blocking(server).open_channel()
+            try:
+                chan.exec_command(script)
+                return chan.recv_exit_status()
+            except (paramiko.SSHException, OSError, EOFError) as err:
+                raise ConnectionLost(str(err)) from err
+            finally:
+                chan.close()
+
+        try:
+            code = await _blocking(kill)
+        except ConnectionLost as err:
+            raise ConnectError(f"lost the connection to {server.name}: {err}") from err
+        if code not in (0, 3):
+            raise ExecutionError(f"killing process group {pgid} on {server.name} failed "
+                                 f"(exit status {code})")
+        return code == 0
 
     async def check(self, server: Server) -> ServerCheck:
         t0 = time.perf_counter()
