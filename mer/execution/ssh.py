@@ -15,7 +15,12 @@ default key files; no password is ever used or stored.
 Killing: closing a channel does not kill the remote process, so every command is started
 as ``echo $$; exec ARGV`` in the session's shell, a process-group leader: the first stdout
 line is the group id, and a timeout or cancel sends TERM, then KILL, to that group over a
-second channel.
+second channel; ``kill_group`` does the same for a group some earlier mer started. The
+command lines themselves are built in remote_sh.py.
+
+Pooling: a connection is shared only by servers with the same whole identity (host,
+port, user, key file, known_hosts file), so no server runs on another's key or host-key
+check; a server whose fields changed drops the connection opened for its old ones.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ import concurrent.futures
 import contextlib
 import hashlib
 import os
-import shlex
 import socket
 import threading
 import time
@@ -38,7 +42,8 @@ import paramiko
 
 from mer.domain import RunRequest, Server, ServerCheck
 from mer.errors import ConnectError, ExecutionError, HostKeyError
-from mer.execution.base import CHUNK, ConnectionLost, ProcessExecutor, check_runnable
+from mer.execution.base import CHUNK, ConnectionLost, ProcessExecutor
+from mer.execution.remote_sh import build_kill_group, build_remote_command
 
 __all__ = ["SshExecutor", "build_kill_group", "build_remote_command", "fingerprint"]
 
@@ -53,62 +58,6 @@ def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style SHA256 fingerprint of a host key."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return f"{key.get_name()} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
-
-
-def build_remote_command(request: RunRequest, command: list[str]) -> str:
-    """The command line the remote user's shell runs: every argv element quoted, so
-    nothing in it is interpreted by a shell, and nothing becomes an option.
-
-    sshd makes each session's shell a session and process-group leader (it calls
-    setsid), so that shell's ``$$`` is the group id; it prints it, then ``exec``s the
-    model in its place, which keeps the pid and so the group.
-
-    Options: dash's ``exec`` and ``kill`` reject ``--``, so a program starting with
-    ``-`` is refused (check_runnable) rather than escaped; env keys are variable names
-    and follow ``env --``; a workdir starting with ``-`` is given as ``./-...``.
-    Raises ExecutionError for what cannot be made safe.
-    """
-    check_runnable(request, command)
-    if request.env and "=" in command[0]:  # env would take it for an assignment
-        raise ExecutionError(f"cannot start {request.model}@{request.version}: command: "
-                             f"the program {command[0]!r} contains '='")
-    script = f"echo $$; export MER_RUN_ID={shlex.quote(str(request.run_id))}; "
-    if request.workdir:
-        workdir = request.workdir if not request.workdir.startswith("-") else "./" + request.workdir
-        script += f"cd {shlex.quote(workdir)} || exit 126; "
-    script += "exec "
-    if request.env:
-        script += "env -- " + " ".join(shlex.quote(f"{k}={v}") for k, v in request.env.items()) + " "
-    return script + " ".join(shlex.quote(a) for a in command)
-
-
-# Run by the remote login shell (POSIX sh; dash's kill takes no "--"). Exit 3: no such
-# group, or none of its processes carries MER_RUN_ID=$rid (the group id was reused).
-_KILL_GROUP = r"""pg={pgid}; rid={run_id}; n={polls}
-ours() {{
-  [ -d /proc/self ] || {{ kill -0 -$pg 2>/dev/null; return; }}
-  for d in /proc/[0-9]*; do
-    s=$(cat "$d/stat" 2>/dev/null) || continue
-    s=${{s##*) }}; set -- $s
-    [ "$3" = "$pg" ] || continue
-    [ -z "$rid" ] && return 0
-    tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qxF "MER_RUN_ID=$rid" && return 0
-  done
-  return 1
-}}
-ours || exit 3
-kill -TERM -$pg 2>/dev/null
-i=0
-while [ $i -lt $n ] && kill -0 -$pg 2>/dev/null; do sleep 0.05 2>/dev/null || sleep 1; i=$((i+1)); done
-kill -KILL -$pg 2>/dev/null
-exit 0
-"""
-
-
-def build_kill_group(pgid: int, run_id: str | None, grace: float) -> str:
-    """The remote script of ``SshExecutor.kill_group``."""
-    return _KILL_GROUP.format(pgid=int(pgid), run_id=shlex.quote(run_id or ""),
-                              polls=max(1, int(grace / 0.05)))
 
 
 def _host_key_name(server: Server) -> str:
