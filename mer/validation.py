@@ -28,23 +28,24 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _BAD_CHARS = (("\0", "a NUL byte"), ("\n", "a newline"), ("\r", "a carriage return"))
 
 
-def _bad_char(value: str) -> str | None:
-    return next((name for char, name in _BAD_CHARS if char in value), None)
+def _bad_char(value: str, nul_only: bool = False) -> str | None:
+    chars = _BAD_CHARS[:1] if nul_only else _BAD_CHARS
+    return next((name for char, name in chars if char in value), None)
 
 
-def check_text(field: str, value: str | None) -> None:
-    """Refuse NUL, newline and carriage return in one text field."""
-    bad = _bad_char(value) if value is not None else None
+def check_text(field: str, value: str | None, *, nul_only: bool = False) -> None:
+    """Refuse NUL, newline and carriage return in one text field (``nul_only``: NUL)."""
+    bad = _bad_char(value, nul_only) if value is not None else None
     if bad:
         raise UsageError(f"{field}: contains {bad}; remove it")
 
 
-def check_argv(field: str, argv: list[str] | None) -> None:
+def check_argv(field: str, argv: list[str] | None, *, nul_only: bool = False) -> None:
     """An argv whose words are all plain text and whose program is not an option."""
     if not argv:
         return
     for i, word in enumerate(argv, start=1):
-        bad = _bad_char(word)
+        bad = _bad_char(word, nul_only)
         if bad:
             raise UsageError(f"{field}: argument {i} contains {bad}; remove it")
     if argv[0].startswith("-"):
@@ -52,13 +53,13 @@ def check_argv(field: str, argv: list[str] | None) -> None:
                          f"or env would take as an option; name the program first")
 
 
-def check_env(env: Mapping[str, str], field: str = "env") -> None:
+def check_env(env: Mapping[str, str], field: str = "env", *, nul_only: bool = False) -> None:
     """Keys are variable names (they cannot be options of env); values plain text."""
     for key, value in env.items():
         if not isinstance(key, str) or not ENV_NAME.match(key):
             raise UsageError(f"{field}: key {key!r} is not a variable name "
                              f"(letters, digits and '_', not starting with a digit)")
-        check_text(f"{field}.{key}", value)
+        check_text(f"{field}.{key}", value, nul_only=nul_only)
 
 
 def check_params(value: Any, field: str = "parameters") -> None:

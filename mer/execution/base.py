@@ -31,11 +31,13 @@ READY_TIMEOUT = 120.0
 
 def check_runnable(request: RunRequest, command: list[str]) -> None:
     """Defense in depth: the services' rules again, on what is about to start, so no
-    caller's command or environment becomes an option or code (mer/validation.py)."""
+    caller's command or environment becomes an option or code (mer/validation.py).
+    A newline is the services' policy only: quoted, it is harmless here (``python -c``
+    with a multi-line program runs)."""
     try:
-        check_argv("command", command)
-        check_env(request.env)
-        check_text("workdir", request.workdir)
+        check_argv("command", command, nul_only=True)
+        check_env(request.env, nul_only=True)
+        check_text("workdir", request.workdir, nul_only=True)
     except UsageError as err:
         raise ExecutionError(f"cannot start {request.model}@{request.version}: {err}") from None
 
