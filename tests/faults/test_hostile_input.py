@@ -222,3 +222,13 @@ async def test_catalog_uses_the_same_rules(tmp_path: Path, uow_factory: Any, old
     assert "\n" not in str(info.value)
     async with uow_factory() as uow:
         assert await uow.models.list() == []
+
+
+async def test_executors_still_run_a_quoted_newline() -> None:
+    """Newlines are a service rule; an executor runs a multi-line `python3 -c` program."""
+    ex = LocalExecutor()
+    try:
+        result = await ex.run(_request(["python3", "-c", "x = 1\nprint(x)"], {}), Server(name="local"))
+    finally:
+        await ex.close()
+    assert result.ok and result.stdout == "1\n"
