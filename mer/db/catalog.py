@@ -35,7 +35,8 @@ from typing import Any
 
 from mer.db.interfaces import UnitOfWork, UnitOfWorkFactory
 from mer.domain import FRAMINGS, MODES, AuditEntry, ModelConfig, Server, to_vector, vector_sha256
-from mer.errors import ConfigError, MerError
+from mer.errors import ConfigError, MerError, UsageError
+from mer.validation import check_params, validate_model, validate_server
 
 __all__ = ["CatalogReport", "load_catalog", "parse_catalog"]
 
@@ -122,7 +123,9 @@ def _parse(data: dict[str, Any], catalog_dir: str) -> tuple[list[Server], list[_
         _check_fields(where, entry, _SERVER_FIELDS)
         if entry["name"] in {s.name for s in servers}:
             raise ValueError(f"{where}: server '{entry['name']}' is listed twice")
-        servers.append(Server(**entry))
+        server = Server(**entry)
+        _apply_rules(where, validate_server, server)
+        servers.append(server)
 
     models: list[_ModelEntry] = []
     seen: set[tuple[str, str]] = set()
@@ -160,8 +163,19 @@ def _parse(data: dict[str, Any], catalog_dir: str) -> tuple[list[Server], list[_
                 weights[name] = to_vector(values)
             except ValueError as err:
                 raise ValueError(f"{where}: weights.{name}: {err}") from None
-        models.append(_ModelEntry(ModelConfig(**entry), params, weights))
+        model = ModelConfig(**entry)
+        _apply_rules(where, validate_model, model)
+        _apply_rules(where, check_params, params or {})
+        models.append(_ModelEntry(model, params, weights))
     return servers, models
+
+
+def _apply_rules(where: str, rule: Any, value: Any) -> None:
+    """The services' own rules (mer/validation.py), reported like the file's other errors."""
+    try:
+        rule(value)
+    except UsageError as err:
+        raise ValueError(f"{where}: {err}") from None
 
 
 _SERVER_COMPARE = ("kind", "host", "port", "user", "identity_file", "known_hosts", "max_runs",

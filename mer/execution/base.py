@@ -18,14 +18,28 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from mer.domain import RunRequest, RunResult, RunStatus, Server, WorkerInfo, encode_request, utcnow
-from mer.errors import ExecutionError, WorkerError
+from mer.errors import ExecutionError, UsageError, WorkerError
 from mer.execution.interface import Sinks
+from mer.validation import check_argv, check_env, check_text
 
-__all__ = ["ConnectionLost", "OutputKeeper", "Process", "ProcessExecutor"]
+__all__ = ["ConnectionLost", "OutputKeeper", "Process", "ProcessExecutor", "check_runnable"]
 
 CHUNK = 65536
 MER_READY, MER_START, MER_STOP, MER_EXIT = "@!#READY#!@", "@!#START#!@", "@!#STOP#!@", "@!#EXIT#!@"
 READY_TIMEOUT = 120.0
+
+
+def check_runnable(request: RunRequest, command: list[str]) -> None:
+    """Defense in depth: the services' rules again, on what is about to start, so no
+    caller's command or environment becomes an option or code (mer/validation.py).
+    A newline is the services' policy only: quoted, it is harmless here (``python -c``
+    with a multi-line program runs)."""
+    try:
+        check_argv("command", command, nul_only=True)
+        check_env(request.env, nul_only=True)
+        check_text("workdir", request.workdir, nul_only=True)
+    except UsageError as err:
+        raise ExecutionError(f"cannot start {request.model}@{request.version}: {err}") from None
 
 
 class ConnectionLost(Exception):
@@ -171,7 +185,11 @@ class ProcessExecutor:
         self._workers: dict[tuple[str, tuple[str, str, tuple[str, ...]]], _Worker] = {}
 
     async def _spawn(self, request: RunRequest, server: Server, command: list[str]) -> Process:
+        """Start ``command``; the Process's ``pid`` is its process group id on return."""
         raise ExecutionError(f"executor kind '{self.kind}' cannot start processes")
+
+    async def kill_group(self, server: Server, pgid: int | None, mark: str | None = None) -> bool:
+        raise ExecutionError(f"executor kind '{self.kind}' cannot kill process groups")
 
     # -- oneshot --------------------------------------------------------------------------
 

@@ -68,6 +68,15 @@ class Executor(Protocol):
 
     def workers(self) -> list[WorkerInfo]: ...
 
+    async def kill_group(self, server: Server, pgid: int | None, mark: str | None = None) -> bool:
+        """TERM the process group ``pgid`` on that server, then KILL it after the grace
+        period; True when the group existed. With ``mark`` (an environment entry such
+        as ``MER_OWNER=...``), only a group that has a process whose environment holds
+        it is signalled (a group id reused by a stranger is left alone); ``pgid`` None
+        means every group that holds it, where the executor can search (local). Works
+        without the Process that started it: a later mer reaps the runs of one that died."""
+        ...
+
     async def close(self) -> None:
         """Stop every worker and close pooled connections."""
         ...

@@ -18,9 +18,68 @@ from typing import Any
 
 from mer.domain import RunRequest, Server, ServerCheck
 from mer.errors import ExecutionError
-from mer.execution.base import CHUNK, ProcessExecutor
+from mer.execution.base import CHUNK, ProcessExecutor, check_runnable
 
-__all__ = ["LocalExecutor", "LocalProcess"]
+__all__ = ["LocalExecutor", "LocalProcess", "group_has_mark"]
+
+POLL = 0.05
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Pids whose process group is ``pgid``, read from /proc."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue  # gone meanwhile
+        # NOTE: after the last ')': the command name may hold spaces and parentheses.
+        fields = stat.rsplit(b")", 1)[-1].split()
+        if len(fields) > 2 and int(fields[2]) == pgid:
+            found.append(int(name))
+    return found
+
+
+def _marked(pid: int | str, mark: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return mark in fh.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def group_has_mark(pgid: int, mark: str | None) -> bool:
+    """Whether group ``pgid`` exists and, with ``mark`` (an environment entry such as
+    MER_OWNER=...), holds a process whose environment has it. Without /proc: existence only."""
+    if not os.path.isdir("/proc/self"):
+        return _group_exists(pgid)
+    members = _group_members(pgid)
+    if mark is None:
+        return bool(members)
+    return any(_marked(pid, mark.encode()) for pid in members)
+
+
+def marked_groups(mark: str) -> set[int]:
+    """The process groups that hold a process whose environment has ``mark``."""
+    groups = set()
+    for name in os.listdir("/proc") if os.path.isdir("/proc/self") else ():
+        if name.isdigit() and _marked(name, mark.encode()):
+            with contextlib.suppress(OSError):
+                groups.add(os.getpgid(int(name)))
+    return groups
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class LocalProcess:
@@ -136,7 +195,10 @@ class LocalExecutor(ProcessExecutor):
         _watch_children_with_pidfd()
 
     async def _spawn(self, request: RunRequest, server: Server, command: list[str]) -> LocalProcess:
-        env = {**os.environ, **request.env} if request.env else None
+        check_runnable(request, command)
+        # MER_RUN_ID marks the run's processes, so a later mer can tell its group from a
+        # stranger's that reuses the id (kill_group).
+        env = {**os.environ, **request.env, "MER_RUN_ID": str(request.run_id)}
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command,
@@ -160,6 +222,8 @@ class LocalExecutor(ProcessExecutor):
             ) from err
         except OSError as err:
             raise ExecutionError(f"cannot start {request.model}@{request.version}: {err}") from err
+        except ValueError as err:  # an embedded NUL or '=' that slipped past the checks
+            raise ExecutionError(f"cannot start {request.model}@{request.version}: {err}") from err
         return LocalProcess(proc)
 
     async def check(self, server: Server) -> ServerCheck:
@@ -173,3 +237,19 @@ class LocalExecutor(ProcessExecutor):
 
     async def trust(self, server: Server) -> str:
         raise ExecutionError(f"server '{server.name}' is local: it has no host key to trust")
+
+    async def kill_group(self, server: Server, pgid: int | None, mark: str | None = None) -> bool:
+        if pgid is None:  # not recorded: every group that carries the mark
+            killed = [await self.kill_group(server, g, mark) for g in marked_groups(mark)] if mark else []
+            return any(killed)
+        # Never group 0 (os.killpg(0) is our own group), init's, or mer's own group.
+        if pgid <= 1 or pgid == os.getpgrp() or not group_has_mark(pgid, mark):
+            return False
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline and _group_exists(pgid):
+            await asyncio.sleep(POLL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        return True

@@ -15,7 +15,12 @@ default key files; no password is ever used or stored.
 Killing: closing a channel does not kill the remote process, so every command is started
 as ``echo $$; exec ARGV`` in the session's shell, a process-group leader: the first stdout
 line is the group id, and a timeout or cancel sends TERM, then KILL, to that group over a
-second channel.
+second channel; ``kill_group`` does the same for a group some earlier mer started. The
+command lines themselves are built in remote_sh.py.
+
+Pooling: a connection is shared only by servers with the same whole identity (host,
+port, user, key file, known_hosts file), so no server runs on another's key or host-key
+check; a server whose fields changed drops the connection opened for its old ones.
 """
 
 from __future__ import annotations
@@ -26,10 +31,10 @@ import concurrent.futures
 import contextlib
 import hashlib
 import os
-import shlex
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +43,9 @@ import paramiko
 from mer.domain import RunRequest, Server, ServerCheck
 from mer.errors import ConnectError, ExecutionError, HostKeyError
 from mer.execution.base import CHUNK, ConnectionLost, ProcessExecutor
+from mer.execution.remote_sh import build_kill_group, build_remote_command
 
-__all__ = ["SshExecutor", "build_remote_command", "fingerprint"]
+__all__ = ["SshExecutor", "build_kill_group", "build_remote_command", "fingerprint"]
 
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE = 10
@@ -54,23 +60,6 @@ def fingerprint(key: paramiko.PKey) -> str:
     return f"{key.get_name()} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
 
 
-def build_remote_command(request: RunRequest, command: list[str]) -> str:
-    """The command line the remote user's shell runs: every argv element quoted, so
-    nothing in it is interpreted by a shell.
-
-    sshd makes each session's shell a session and process-group leader (it calls
-    setsid), so that shell's ``$$`` is the group id; it prints it, then ``exec``s the
-    model in its place, which keeps the pid and so the group.
-    """
-    script = "echo $$; "
-    if request.workdir:
-        script += f"cd {shlex.quote(request.workdir)} || exit 126; "
-    script += "exec "
-    if request.env:
-        script += "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in request.env.items()) + " "
-    return script + " ".join(shlex.quote(a) for a in command)
-
-
 def _host_key_name(server: Server) -> str:
     port = server.port or 22
     return server.host if port == 22 else f"[{server.host}]:{port}"  # type: ignore[return-value]
@@ -80,12 +69,26 @@ async def _blocking(fn: Any, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
 
 
-class _Connection:
-    """One authenticated paramiko Transport to a server, shared by its runs."""
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    """Everything that decides who connects to what: a pooled connection serves only
+    servers whose identity equals the one it was opened for."""
 
-    def __init__(self, server: Server, known_hosts: Path) -> None:
+    host: str
+    port: int
+    user: str
+    identity_file: str | None  # resolved path; None: agent and default keys
+    known_hosts: str  # the resolved file actually checked
+
+
+class _Connection:
+    """One authenticated paramiko Transport for one connection identity, shared by the
+    runs of every server with that identity."""
+
+    def __init__(self, server: Server, identity: _Identity) -> None:
         self.server = server
-        self.known_hosts = known_hosts
+        self.identity = identity
+        self.known_hosts = Path(identity.known_hosts)
         self.transport: paramiko.Transport | None = None
         self.host_key: paramiko.PKey | None = None
 
@@ -139,8 +142,8 @@ class _Connection:
 
     def _keys(self) -> list[paramiko.PKey]:
         s = self.server
-        if s.identity_file:
-            path = Path(s.identity_file).expanduser()
+        if self.identity.identity_file:
+            path = Path(self.identity.identity_file)
             try:
                 return [paramiko.PKey.from_path(str(path))]
             except (OSError, paramiko.SSHException, ValueError) as err:
@@ -160,7 +163,7 @@ class _Connection:
         try:
             assert self.host_key is not None
             self._check_host_key(self.host_key)
-            user = s.user or os.environ.get("USER") or "root"
+            user = self.identity.user
             keys = self._keys()
             if not keys:
                 raise ConnectError(f"no SSH key for {s.name}: set the server's identity file or "
@@ -384,30 +387,54 @@ class SshExecutor(ProcessExecutor):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._connections: dict[tuple[str, int, str], _Connection] = {}
+        self._connections: dict[_Identity, _Connection] = {}
+        # server name -> the identity its runs last used: a changed server drops its
+        # old connection.
+        self._opened_for: dict[str, _Identity] = {}
         self._lock = threading.Lock()
 
     def _known_hosts(self, server: Server) -> Path:
         path = server.known_hosts or self.known_hosts or "~/.ssh/known_hosts"
         return Path(path).expanduser()
 
-    def _key(self, server: Server) -> tuple[str, int, str]:
+    def _identity(self, server: Server) -> _Identity:
         if not server.host:
             raise ConnectError(f"server '{server.name}' has no host; set one with `server add`")
-        return (server.host, server.port or 22, server.user or "")
+        key = server.identity_file and str(Path(server.identity_file).expanduser().resolve())
+        return _Identity(
+            host=server.host, port=server.port or 22,
+            user=server.user or os.environ.get("USER") or "root",
+            identity_file=key or None,
+            known_hosts=str(self._known_hosts(server).resolve()),
+        )
 
     def _connection_blocking(self, server: Server) -> _Connection:
-        key = self._key(server)
-        with self._lock:  # NOTE: one connect per server even when runs start together
-            conn = self._connections.get(key)
+        identity = self._identity(server)
+        with self._lock:  # NOTE: one connect per identity even when runs start together
+            previous = self._opened_for.get(server.name)
+            if previous is not None and previous != identity:
+                self._drop(server.name, previous)
+            conn = self._connections.get(identity)
             if conn is not None and conn.active():
+                self._opened_for[server.name] = identity
                 return conn
             if conn is not None:
                 conn.close()
-            conn = _Connection(server, self._known_hosts(server))
+                del self._connections[identity]
+            conn = _Connection(server, identity)
             conn.connect()
-            self._connections[key] = conn
+            self._connections[identity] = conn
+            self._opened_for[server.name] = identity
             return conn
+
+    def _drop(self, name: str, identity: _Identity) -> None:
+        """The server ``name`` changed: close the connection opened for its old fields
+        unless another server still has them. Its runs on it end as lost."""
+        del self._opened_for[name]
+        if identity not in self._opened_for.values():
+            conn = self._connections.pop(identity, None)
+            if conn is not None:
+                conn.close()
 
     def _start(self, server: Server, remote: str) -> tuple[_Connection, paramiko.Channel]:
         conn = self._connection_blocking(server)
@@ -425,8 +452,33 @@ class SshExecutor(ProcessExecutor):
             conn, chan = await _blocking(self._start, server, remote)
         except ConnectionLost as err:
             raise ConnectError(f"lost the connection to {server.name}: {err}") from err
-        # NOTE: the request can go out at once; the group id line is read as it comes.
+        # NOTE: the request can go out at once; the group id line is read as it comes
+        # (``group_id`` hands it to whoever records it).
         return SshProcess(conn, chan, asyncio.get_running_loop())
+
+    async def kill_group(self, server: Server, pgid: int | None, mark: str | None = None) -> bool:
+        if pgid is None or pgid <= 1:
+            return False  # a remote group is found only by its recorded id
+        script = build_kill_group(pgid, mark, self.grace)
+
+        def kill() -> int:
+            chan = self._connection_blocking(server).open_channel()
+            try:
+                chan.exec_command(script)
+                return chan.recv_exit_status()
+            except (paramiko.SSHException, OSError, EOFError) as err:
+                raise ConnectionLost(str(err)) from err
+            finally:
+                chan.close()
+
+        try:
+            code = await _blocking(kill)
+        except ConnectionLost as err:
+            raise ConnectError(f"lost the connection to {server.name}: {err}") from err
+        if code not in (0, 3):
+            raise ExecutionError(f"killing process group {pgid} on {server.name} failed "
+                                 f"(exit status {code})")
+        return code == 0
 
     async def check(self, server: Server) -> ServerCheck:
         t0 = time.perf_counter()
@@ -457,8 +509,7 @@ class SshExecutor(ProcessExecutor):
 
     async def trust(self, server: Server) -> str:
         def fetch() -> str:
-            self._key(server)
-            conn = _Connection(server, self._known_hosts(server))
+            conn = _Connection(server, self._identity(server))
             transport = conn._open_transport()
             transport.close()
             key = conn.host_key
@@ -479,3 +530,4 @@ class SshExecutor(ProcessExecutor):
         for conn in list(self._connections.values()):
             conn.close()
         self._connections.clear()
+        self._opened_for.clear()

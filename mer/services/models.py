@@ -16,9 +16,10 @@ from typing import Any
 from uuid import UUID
 
 from mer.db.interfaces import UnitOfWork
-from mer.domain import FRAMINGS, MODES, AuditEntry, ModelConfig, ModelParameters, parse_model_ref
+from mer.domain import AuditEntry, ModelConfig, ModelParameters, parse_model_ref
 from mer.errors import ConflictError, ModelNotFound, ServerNotFound, UsageError
 from mer.services.context import ServiceContext, require_edit
+from mer.validation import check_params, validate_model
 
 __all__ = [
     "EDITABLE_FIELDS",
@@ -116,24 +117,9 @@ async def show_model(ctx: ServiceContext, ref: str) -> ModelView:
     return ModelView(model, params.values, weights, params.row_version)
 
 
-def _validate(model: ModelConfig) -> None:
-    if not model.name or any(c.isspace() or c in "@/" for c in model.name):
-        raise UsageError(f"model name '{model.name}' must be non-empty, without spaces, '@' or '/'")
-    if not model.version or any(c.isspace() for c in model.version):
-        raise UsageError(f"model version '{model.version}' must be non-empty, without spaces")
-    if not model.command:
-        raise UsageError("--command must name a program to run")
-    if model.mode not in MODES:
-        raise UsageError(f"mode '{model.mode}' is not one of {', '.join(MODES)}")
-    if model.framing not in FRAMINGS:
-        raise UsageError(f"framing '{model.framing}' is not one of {', '.join(FRAMINGS)}")
-    if model.timeout is not None and model.timeout <= 0:
-        raise UsageError("timeout must be a positive number of seconds")
-
-
 async def add_model(ctx: ServiceContext, model: ModelConfig) -> ModelConfig:
     require_edit(ctx)
-    _validate(model)
+    validate_model(model)
     async with ctx.uow() as uow:
         stored = await uow.models.add(model)
         await _audit(ctx, uow, "model.add", f"model {stored.ref}", None, model_image(stored))
@@ -159,7 +145,7 @@ async def _update(ctx: ServiceContext, ref: str, expect: Expect, action: str,
         model = await find_model(uow, ref)
         _check_version(model, expect)
         changed = dataclasses.replace(model, **changes)
-        _validate(changed)
+        validate_model(changed)
         stored = await uow.models.update(changed)
         await _audit(ctx, uow, action, f"model {model.ref}", model_image(model), model_image(stored))
         await uow.commit()
@@ -271,7 +257,9 @@ async def set_param(ctx: ServiceContext, ref: str, key: str, value: str,
     parameters with their new row version. Raises ConflictError for a stale ``expect``."""
     if not key:
         raise UsageError("parameter key must not be empty")
-    return await _edit_params(ctx, ref, key, parse_param_value(value), False, expect)
+    typed = parse_param_value(value)
+    check_params({key: typed})
+    return await _edit_params(ctx, ref, key, typed, False, expect)
 
 
 async def unset_param(ctx: ServiceContext, ref: str, key: str,

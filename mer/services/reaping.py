@@ -45,22 +45,21 @@ async def reap_lost_runs(ctx: ServiceContext) -> list[RunRecord]:
 
 
 async def _kill_group(ctx: ServiceContext, record: RunRecord) -> str:
-    if record.process_group is None:
-        return "its model had not started"
     async with ctx.uow() as uow:
         server = await uow.servers.get(record.server)
     if server is None:
         return f"server '{record.server}' is gone: its process group {record.process_group} was not killed"
     try:
         executor = ctx.executors.get(server.kind)
-        killed = await asyncio.wait_for(
-            executor.kill_group(server, record.process_group,
-                               owner_token(record.owner_pid, record.owner_start)),
-            KILL_TIMEOUT)
+        mark = f"MER_OWNER={owner_token(record.owner_pid, record.owner_start)}"
+        killed = await asyncio.wait_for(executor.kill_group(server, record.process_group, mark),
+                                        KILL_TIMEOUT)
     except (MerError, TimeoutError, OSError) as err:
         log.warning("killing run %s's process group failed", record.id, exc_info=True)
         return f"its process group {record.process_group} on {server.name} could not be killed: {err}"
+    group = "its model's process group" if record.process_group is None else \
+        f"its process group {record.process_group}"
     if killed:
-        return f"its process group {record.process_group} on {server.name} was killed"
-    return "its model process had already ended"
+        return f"{group} on {server.name} was killed"
+    return f"{group} on {server.name} had already ended"
 

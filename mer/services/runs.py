@@ -45,6 +45,7 @@ from mer.execution.interface import Sinks
 from mer.services.context import RunPlan, ServiceContext
 from mer.services.models import find_model, parse_param_value
 from mer.services.ownership import this_owner
+from mer.validation import check_argv, check_env, check_params, check_text
 
 __all__ = ["get_run", "list_runs", "list_workers", "load_input", "parse_param_overrides",
            "run_model", "stop_model"]
@@ -81,6 +82,7 @@ def parse_param_overrides(pairs: list[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--param '{pair}' is not KEY=VALUE")
         out[key] = parse_param_value(value)
+    check_params(out)
     return out
 
 
@@ -100,6 +102,7 @@ async def run_model(
     then says failed, with the error)."""
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds")
+    check_params(params or {})
     key = parse_model_ref(ref)
     cached = ctx.run_plans.get(key) if server is None else None
     if cached is not None:
@@ -214,10 +217,15 @@ def _command(plan: RunPlan, kind: RunKind) -> list[str]:
         raise UsageError(f"model '{model.ref}' is disabled; `model enable {model.ref}` first")
     if not srv.enabled:
         raise UsageError(f"server '{srv.name}' is disabled")
+    # NOTE: checked again here: a row stored before these rules must not run either.
+    check_env(model.env)
+    check_text("workdir", model.workdir)
     if kind is not RunKind.TRAIN:
+        check_argv("command", model.command)
         return model.command
     if not model.train_command:
         raise UsageError(f"model '{model.ref}' has no training command; set train_command")
+    check_argv("train_command", model.train_command)
     return model.train_command
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from mer.domain import AuditEntry, Server, ServerCheck
 from mer.errors import ServerNotFound, UsageError
 from mer.services.context import ServiceContext, require_edit
+from mer.validation import validate_server
 
 __all__ = ["add_server", "get_server", "list_servers", "ping_server", "remove_server",
            "server_image", "trust_server"]
@@ -36,16 +37,9 @@ async def get_server(ctx: ServiceContext, name: str) -> Server:
 
 async def add_server(ctx: ServiceContext, server: Server) -> Server:
     require_edit(ctx)
-    if not server.name or any(c.isspace() for c in server.name):
-        raise UsageError(f"server name '{server.name}' must be non-empty, without spaces")
+    validate_server(server)
     if server.kind not in ctx.executors.kinds():
         raise UsageError(f"kind '{server.kind}' is not one of {', '.join(ctx.executors.kinds())}")
-    if server.kind == "ssh" and not server.host:
-        raise UsageError("an ssh server needs --host")
-    if server.port is not None and not 0 < server.port < 65536:
-        raise UsageError(f"port {server.port} is not a TCP port (1-65535)")
-    if server.max_runs < 1:
-        raise UsageError("--max-runs must be at least 1")
     async with ctx.uow() as uow:
         stored = await uow.servers.add(server)
         await uow.audit.append(AuditEntry(actor=ctx.actor, action="server.add",

@@ -109,5 +109,6 @@ def test_remote_command_quotes_everything() -> None:
 
     req = RunRequest("m", "1", ["prog"], {}, workdir="/d ir", env={"A": "x y"})
     cmd = build_remote_command(req, ["prog", "$(id)", "; rm -rf /"])
-    assert cmd.startswith("echo $$; cd '/d ir' || exit 126; exec env 'A=x y' prog ")
-    assert shlex.split(cmd.split("exec ", 1)[1]) == ["env", "A=x y", "prog", "$(id)", "; rm -rf /"]
+    assert cmd.startswith(f"echo $$; export MER_RUN_ID={req.run_id}; cd '/d ir' || exit 126; "
+                          f"exec env -- 'A=x y' prog ")
+    assert shlex.split(cmd.split("exec ", 1)[1]) == ["env", "--", "A=x y", "prog", "$(id)", "; rm -rf /"]

@@ -1,0 +1,118 @@
+"""The one rule set for what mer stores and runs: names, hosts, commands, environments
+and parameters. Pure functions over mer.domain types that raise UsageError with one line
+naming the field; the services, the catalog loader (mer/db) and the executors all call
+them, so no path into the database or onto a server skips a rule.
+
+Why these rules: nothing in a stored command or environment may become an option or code
+on the remote side. A first word starting with ``-`` is an option of the remote shell's
+``exec`` (bash: ``exec -a x touch F`` runs touch); an environment key that is not a
+variable name is an option or a script of ``env`` (GNU ``env -S``); NUL and newline end
+a C string or a shell line early, and no name or parameter needs them.
+
+Imports: mer.domain and mer.errors only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from mer.domain import FRAMINGS, MODES, ModelConfig, Server
+from mer.errors import UsageError
+
+__all__ = ["check_argv", "check_env", "check_params", "check_text", "validate_model",
+           "validate_server"]
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_BAD_CHARS = (("\0", "a NUL byte"), ("\n", "a newline"), ("\r", "a carriage return"))
+
+
+def _bad_char(value: str, nul_only: bool = False) -> str | None:
+    chars = _BAD_CHARS[:1] if nul_only else _BAD_CHARS
+    return next((name for char, name in chars if char in value), None)
+
+
+def check_text(field: str, value: str | None, *, nul_only: bool = False) -> None:
+    """Refuse NUL, newline and carriage return in one text field (``nul_only``: NUL)."""
+    bad = _bad_char(value, nul_only) if value is not None else None
+    if bad:
+        raise UsageError(f"{field}: contains {bad}; remove it")
+
+
+def check_argv(field: str, argv: list[str] | None, *, nul_only: bool = False) -> None:
+    """An argv whose words are all plain text and whose program is not an option."""
+    if not argv:
+        return
+    for i, word in enumerate(argv, start=1):
+        bad = _bad_char(word, nul_only)
+        if bad:
+            raise UsageError(f"{field}: argument {i} contains {bad}; remove it")
+    if argv[0].startswith("-"):
+        raise UsageError(f"{field}: the program {argv[0]!r} starts with '-', which a shell "
+                         f"or env would take as an option; name the program first")
+
+
+def check_env(env: Mapping[str, str], field: str = "env", *, nul_only: bool = False) -> None:
+    """Keys are variable names (they cannot be options of env); values plain text."""
+    for key, value in env.items():
+        if not isinstance(key, str) or not ENV_NAME.match(key):
+            raise UsageError(f"{field}: key {key!r} is not a variable name "
+                             f"(letters, digits and '_', not starting with a digit)")
+        check_text(f"{field}.{key}", value, nul_only=nul_only)
+
+
+def check_params(value: Any, field: str = "parameters") -> None:
+    """Keys and string values of a JSON document, at any depth."""
+    if isinstance(value, str):
+        check_text(field, value)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            bad = _bad_char(str(key))
+            if bad:
+                raise UsageError(f"{field}: key {key!r} contains {bad}; remove it")
+            check_params(item, f"{field}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_params(item, f"{field}[{i}]")
+
+
+def validate_model(model: ModelConfig) -> None:
+    """Every rule for a model's fixed fields; raises UsageError naming the field."""
+    check_text("name", model.name)
+    check_text("version", model.version)
+    check_text("server", model.server)
+    if not model.name or any(c.isspace() or c in "@/" for c in model.name):
+        raise UsageError(f"model name '{model.name}' must be non-empty, without spaces, '@' or '/'")
+    if not model.version or any(c.isspace() for c in model.version):
+        raise UsageError(f"model version '{model.version}' must be non-empty, without spaces")
+    if not model.command:
+        raise UsageError("--command must name a program to run")
+    check_argv("command", model.command)
+    check_argv("train_command", model.train_command)
+    check_text("workdir", model.workdir)
+    check_env(model.env)
+    if model.mode not in MODES:
+        raise UsageError(f"mode '{model.mode}' is not one of {', '.join(MODES)}")
+    if model.framing not in FRAMINGS:
+        raise UsageError(f"framing '{model.framing}' is not one of {', '.join(FRAMINGS)}")
+    if model.timeout is not None and model.timeout <= 0:
+        raise UsageError("timeout must be a positive number of seconds")
+
+
+def validate_server(server: Server) -> None:
+    """Every rule for a server that needs no executor; raises UsageError naming the field."""
+    for field in ("name", "kind", "host", "user", "identity_file", "known_hosts"):
+        check_text(field, getattr(server, field))
+    if not server.name or any(c.isspace() for c in server.name):
+        raise UsageError(f"server name '{server.name}' must be non-empty, without spaces")
+    if server.host is not None and (server.host.startswith("-") or any(c.isspace() for c in server.host)):
+        raise UsageError(f"host {server.host!r} must not start with '-' or contain spaces")
+    if server.user is not None and server.user.startswith("-"):
+        raise UsageError(f"user {server.user!r} must not start with '-'")
+    if server.kind == "ssh" and not server.host:
+        raise UsageError("an ssh server needs --host")
+    if server.port is not None and not 0 < server.port < 65536:
+        raise UsageError(f"port {server.port} is not a TCP port (1-65535)")
+    if server.max_runs < 1:
+        raise UsageError("--max-runs must be at least 1")
