@@ -1,0 +1,213 @@
+"""A remote process on one SSH channel, read on the event loop without a thread.
+
+paramiko's transport thread buffers each channel's output; a readiness wakeup tells the
+loop, which takes what is buffered without blocking, so reading output never waits on
+the thread pool. Only calls that can wait on the server (a large write, the exit status,
+killing) go through ``run_blocking``.
+
+Killing: closing a channel does not kill the remote process, so every command is started
+as ``echo $$; exec ARGV`` in the session's shell, a process-group leader (see
+remote_sh.py): the first stdout line is the group id, and a timeout or cancel sends TERM,
+then KILL, to that group over a second channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import paramiko
+
+from mer.execution.base import CHUNK, ConnectionLost
+from mer.execution.ssh_connection import Connection, run_blocking
+
+__all__ = ["SshProcess"]
+
+# A write up to this size that fits the channel's window is sent from the loop itself.
+SMALL_WRITE = 32768
+
+
+class _Wakeup:
+    """Stands in for the event paramiko sets when a channel buffer gets data or closes
+    (``BufferedPipe.set_event``): it schedules one drain on the event loop.
+
+    NOTE: not ``Channel.fileno()``: its pipe ORs the stdout and stderr buffers without a
+    common lock, so a feed on one racing a drain of the other loses the wake-up (seen
+    here: a run with heavy output on both streams stalled until its timeout)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, drain: Any) -> None:
+        self._loop = loop
+        self._drain = drain
+        self._pending = False
+        self.armed = True
+
+    def set(self) -> None:  # any thread (paramiko's), holding that buffer's lock
+        if self.armed and not self._pending:
+            self._pending = True
+            with contextlib.suppress(RuntimeError):  # the loop may be closed at exit
+                self._loop.call_soon_threadsafe(self._run)
+
+    def clear(self) -> None:
+        pass
+
+    def _run(self) -> None:
+        # Cleared before draining: a feed from now on schedules another drain.
+        self._pending = False
+        if self.armed:
+            self._drain()
+
+
+class SshProcess:
+    """A remote process on one channel, read on the event loop itself.
+
+    paramiko's transport thread buffers a channel's incoming data; a ``_Wakeup`` tells
+    the loop, which moves whatever is buffered into asyncio StreamReaders without
+    blocking. No thread waits on the channel, and a cancelled read (a worker request's
+    timeout) never loses bytes. The first stdout line is the remote process group id
+    (see ``build_remote_command``); it is taken off the stream here.
+    """
+
+    def __init__(self, conn: Connection, chan: paramiko.Channel, loop: asyncio.AbstractEventLoop) -> None:
+        self._conn = conn
+        self._chan = chan
+        self.pid: int | None = None
+        self._pid_line = bytearray()
+        self._pid_seen = loop.create_future()
+        self._out = asyncio.StreamReader(limit=1 << 30, loop=loop)
+        self._err = asyncio.StreamReader(limit=1 << 30, loop=loop)
+        self._wakeup = _Wakeup(loop, self._on_ready)
+        # set_event fires at once when data is already buffered or the channel closed.
+        chan.in_buffer.set_event(self._wakeup)
+        chan.in_stderr_buffer.set_event(self._wakeup)
+
+    def _on_ready(self) -> None:
+        chan = self._chan
+        try:
+            ended = chan.eof_received or chan.closed  # read first: data may precede the end
+            while chan.recv_ready():
+                self._stdout(chan.recv(CHUNK))
+            while chan.recv_stderr_ready():
+                self._err.feed_data(chan.recv_stderr(CHUNK))
+        except Exception:  # noqa: BLE001 - a broken channel is an end of stream
+            ended = True
+        if ended:
+            self._end_of_streams()
+
+    def _stdout(self, data: bytes) -> None:
+        if self._pid_seen.done():
+            self._out.feed_data(data)
+            return
+        self._pid_line += data
+        if b"\n" in self._pid_line:
+            self._take_pid()
+
+    def _take_pid(self) -> None:
+        raw = bytes(self._pid_line)
+        self._pid_line.clear()
+        line, nl, rest = raw.partition(b"\n")
+        try:
+            self.pid = int(line) if nl else None
+        except ValueError:
+            self.pid = None
+        if self.pid is None:  # not our wrapper's line: it is the model's output
+            rest = raw
+        self._pid_seen.set_result(None)
+        if rest:
+            self._out.feed_data(rest)
+
+    async def group_id(self) -> int | None:
+        """The remote process group id, once the wrapper printed it."""
+        await asyncio.shield(self._pid_seen)
+        return self.pid
+
+    def _end_of_streams(self) -> None:
+        self._wakeup.armed = False
+        if not self._pid_seen.done():
+            self._take_pid()
+        self._out.feed_eof()
+        self._err.feed_eof()
+
+    def _close_channel(self) -> None:
+        self._wakeup.armed = False
+        self._chan.close()
+
+    def _lost(self) -> bool:
+        return not self._conn.active()
+
+    async def write(self, data: bytes) -> None:
+        chan = self._chan
+        try:
+            # Small writes that fit the channel's send window never block: send them
+            # from the loop (saves two thread hops per run); the rest waits on a thread.
+            if len(data) <= SMALL_WRITE and chan.send_ready():
+                while data and chan.send_ready() and not chan.closed:
+                    sent = chan.send(data)
+                    if sent == 0:
+                        raise BrokenPipeError("the remote process closed its input")
+                    data = data[sent:]
+            if data:
+                await run_blocking(chan.sendall, data)
+        except (OSError, paramiko.SSHException, EOFError) as err:
+            if self._lost():
+                raise ConnectionLost("the connection dropped") from err
+            raise BrokenPipeError(str(err)) from err
+
+    async def close_stdin(self) -> None:
+        # Sends one small EOF message; sending never waits on the window.
+        self._chan.shutdown_write()
+
+    async def read_stdout(self) -> bytes:
+        return await self._read(self._out)
+
+    async def read_stderr(self) -> bytes:
+        return await self._read(self._err)
+
+    async def _read(self, reader: asyncio.StreamReader) -> bytes:
+        data = await reader.read(CHUNK)
+        if not data and self._lost():
+            raise ConnectionLost("the connection dropped")
+        return data
+
+    async def wait(self) -> int | None:
+        chan = self._chan
+        # The exit status usually arrives with the end of the output: no thread hop then.
+        if chan.exit_status_ready():
+            code = chan.recv_exit_status()
+        else:
+            code = await run_blocking(chan.recv_exit_status)
+        self._close_channel()
+        if code == -1:
+            # No exit status: the connection died, or a signal killed the process.
+            if self._lost():
+                raise ConnectionLost("the connection dropped before the exit status arrived")
+            return None
+        return int(code)
+
+    def alive(self) -> bool:
+        return not self._chan.exit_status_ready() and not self._chan.closed and not self._lost()
+
+    async def kill(self, grace: float) -> None:
+        if not self._pid_seen.done() and not self._lost():
+            # Cancelled right after the start: the group id is on its way.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._pid_seen), grace)
+        if self.pid is not None and not self._lost():
+            await run_blocking(self._kill_group, grace)
+        self._close_channel()
+
+    def _kill_group(self, grace: float) -> None:
+        def signal(sig: str) -> None:
+            with contextlib.suppress(Exception):
+                chan = self._conn.open_channel()
+                # NOTE: no "--": dash, a common /bin/sh, rejects it in `kill`.
+                chan.exec_command(f"kill -{sig} -{self.pid} 2>/dev/null")
+                chan.recv_exit_status()
+                chan.close()
+
+        signal("TERM")
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not self._chan.exit_status_ready():
+            time.sleep(0.02)
+        signal("KILL")
