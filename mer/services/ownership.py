@@ -62,7 +62,11 @@ def _start_of(pid: int) -> str | None:
 @functools.cache
 def this_owner() -> Owner:
     pid = os.getpid()
-    return Owner(host=socket.gethostname(), pid=pid, start=_start_of(pid))
+    owner = Owner(host=socket.gethostname(), pid=pid, start=_start_of(pid))
+    # Every model carries MER_OWNER (runs put it into the request's env). Set in mer's
+    # own environment too, a local model inherits it with no environment built per run.
+    os.environ["MER_OWNER"] = owner.token
+    return owner
 
 
 def owner_alive(host: str | None, pid: int | None, start: str | None) -> bool | None:

@@ -1,11 +1,12 @@
 """kill_group ends a run's whole process group from any mer (the one that started it may
 be dead): TERM, then KILL, locally and over a real sshd; a group whose processes do
-not carry the run's MER_RUN_ID (a reused id) is left alone."""
+not carry the starting mer's MER_OWNER (a reused id) is left alone."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,8 @@ async def _until_grouped(pgid: int, members: int) -> None:
 
 
 def _request() -> RunRequest:
-    return RunRequest("sleepy", "1", ["sh", "-c", SCRIPT], {})
+    # As runs do: every model carries the mark of the mer that started it.
+    return RunRequest("sleepy", "1", ["sh", "-c", SCRIPT], {}, env={"MER_OWNER": uuid.uuid4().hex})
 
 
 async def _check_kill_group(starter: Any, killer: Any, server: Server) -> None:
@@ -66,11 +68,11 @@ async def _check_kill_group(starter: Any, killer: Any, server: Server) -> None:
     members = _group(pgid)
     assert len(members) == 3
     # Another run's id: a reused group id is not ours to kill.
-    assert await killer.kill_group(server, pgid, "MER_RUN_ID=0f0f0f0f-0000-0000-0000-000000000000") is False
+    assert await killer.kill_group(server, pgid, "MER_OWNER=someone-else") is False
     assert _group(pgid) == members
-    assert await killer.kill_group(server, pgid, f"MER_RUN_ID={request.run_id}") is True
+    assert await killer.kill_group(server, pgid, f"MER_OWNER={request.env['MER_OWNER']}") is True
     assert await _until_gone(pgid) == []
-    assert await killer.kill_group(server, pgid, f"MER_RUN_ID={request.run_id}") is False
+    assert await killer.kill_group(server, pgid, f"MER_OWNER={request.env['MER_OWNER']}") is False
 
 
 async def test_local_kill_group_ends_the_whole_group() -> None:
