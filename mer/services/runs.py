@@ -154,9 +154,9 @@ async def run_model(
 
     def spawned(group: int | None) -> None:
         # The row learns the model's process group while the model runs, so that a
-        # reaper can kill it if mer dies. Not for a run that ends at once: a third write
-        # would cost such a run a fifth of its time, and a local model is found by its
-        # MER_OWNER without it (mer/services/reaping.py).
+        # reaper can kill it if mer dies. Not for a run that ends at once: that would be
+        # a third write for every run, and a local model is found by its MER_OWNER
+        # without it (mer/services/reaping.py).
         if group is not None and group != record.process_group:
             record.process_group = group
             claims.append(loop.call_later(CLAIM_AFTER, claim))
