@@ -8,7 +8,6 @@ only if every command succeeded (1 if one failed, 2 for bad flags, 130 interrupt
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mer import __version__
+from mer.cli_args import OneLineParser
 from mer.config import load_settings
 from mer.errors import EXIT_INTERRUPTED, EXIT_USAGE, MerError
 from mer.logfile import setup_logging
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def _parser() -> OneLineParser:
+    p = OneLineParser(
         prog="mer",
         description="Model Executor Runtime: run models locally or over SSH, with their "
         "configs, weights and runs kept in a database.",

@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mer.cli_args import OneLineParser
 from mer.config import Settings, load_settings
 from mer.errors import MerError
 
@@ -21,8 +22,8 @@ __all__ = ["main"]
 log = logging.getLogger("mer.migrate")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def _parser() -> OneLineParser:
+    p = OneLineParser(
         prog="mer-migrate",
         description="Migrate the MER database schema and load the model catalog.",
     )

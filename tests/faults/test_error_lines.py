@@ -153,3 +153,18 @@ def test_a_script_sees_one_line_per_error_and_fails(tmp_path: Path) -> None:
     assert "local" in done.stdout  # the rest of the script ran
     assert "Traceback (most recent call last)" in log_file.read_text()
 
+
+
+def test_a_bad_flag_of_mer_itself_is_one_line() -> None:
+    """argparse printed its whole usage block, then the error."""
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    for argv, prog in (([str(bin_dir / "mer"), "--bogus"], "mer"),
+                       ([str(bin_dir / "mer-migrate"), "up", "--bogus"], "mer-migrate")):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr.splitlines() == [
+            f"{prog}: error: unrecognized arguments: --bogus (see `{prog} --help`)"]
