@@ -5,8 +5,10 @@ builds it (mer/bootstrap.py)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,15 @@ async def seed_servers(url: str, *servers: Any, **models: tuple[str, list[str]])
             await uow.commit()
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory the remote login user can write (pytest's tmp dirs are private)."""
+    path = Path(tempfile.mkdtemp(prefix="mer-faults-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +22,6 @@ from mer.services import models as model_svc
 from mer.services import runs as run_svc
 from mer.services import servers as server_svc
 from mer.services.context import ServiceContext
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory the remote login user can write (pytest's tmp dirs are private)."""
-    path = Path(tempfile.mkdtemp(prefix="mer-faults-"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _dash_command(canary: Path) -> tuple[list[str], dict[str, str]]:

@@ -5,9 +5,6 @@ known_hosts, whatever ran before it on the same host, port and user (real sshd).
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,15 +14,6 @@ from mer.errors import ConnectError, HostKeyError
 from mer.execution.ssh import SshExecutor
 
 pytestmark = pytest.mark.ssh
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory the remote login user can write (pytest's tmp dirs are private)."""
-    path = Path(tempfile.mkdtemp(prefix="mer-faults-"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _touch(canary: Path) -> RunRequest:
