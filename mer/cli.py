@@ -51,34 +51,6 @@ def _parser() -> OneLineParser:
     return p
 
 
-def _script_lines(lines: Iterable[str]) -> Iterable[str]:
-    for line in lines:
-        text = line.strip()
-        if text and not text.startswith("#"):
-            yield text
-
-
-def _run_script(shell: object, lines: Iterable[str], stop_on_error: bool) -> None:
-    from mer.shell.app import MerShell
-
-    assert isinstance(shell, MerShell)
-    for line in _script_lines(lines):
-        before = shell.failed
-        shell.failed = False
-        # Ctrl-C stops the whole script, not just the command under way.
-        stop = shell.onecmd_plus_hooks(line, raise_keyboard_interrupt=True)
-        # A reader on the other end of a pipe sees each command's output as it ends.
-        try:
-            shell.stdout.flush()
-        except BrokenPipeError:
-            shell.output_closed()
-        failed_now = shell.failed
-        shell.failed = before or failed_now
-        interrupted = shell.exit_code == EXIT_INTERRUPTED  # a Ctrl-C cancelled it
-        if stop or interrupted or (failed_now and stop_on_error):
-            break
-
-
 def _route_signals(bridge: InlineBridge) -> None:
     """Ctrl-C, SIGTERM and SIGHUP cancel the command under way (the bridge waits for its
     cleanup: model killed, access-log row finished), then end mer; between commands
@@ -106,19 +78,26 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     setup_logging(settings)  # the log file; the terminal gets one line per error
 
-    script_lines: Iterable[str] | None = None
+    from mer.shell.script import Line, numbered
+
+    script_lines: Iterable[Line] | None = None
     if args.script is not None:
         try:
-            script_lines = args.script.read_text(encoding="utf-8").splitlines()
+            text = args.script.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             print(f"mer: error: cannot read --script {args.script}: "
                   f"{getattr(err, 'strerror', None) or err}", file=sys.stderr)
             return EXIT_USAGE
+        script_lines = list(numbered(str(args.script), text.splitlines()))
     if args.commands:
-        script_lines = [*(script_lines or []), *args.commands]
+        # One `-c` needs no place named; several are `-c 1:`, `-c 2:`, ...
+        commands = (numbered("-c", args.commands, sep=" ") if script_lines or len(args.commands) > 1
+                    else [("", args.commands[0].strip())])
+        script_lines = [*(script_lines or []), *commands]
     interactive = script_lines is None and sys.stdin.isatty()
-    if script_lines is None and not interactive:
-        script_lines = sys.stdin  # piped: read lazily, line by line
+    stdin_is_script = script_lines is None and not interactive
+    if stdin_is_script:
+        script_lines = numbered("<stdin>", sys.stdin)  # piped: read lazily, line by line
 
     from mer.bootstrap import build_runtime
     from mer.shell.bridge import AsyncBridge, InlineBridge
@@ -136,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return started[-1]
 
     from mer.shell.app import MerShell
+    from mer.shell.script import run_script
 
     history = ""
     if interactive:
@@ -146,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             history = ""
     shell = MerShell(start_runtime, bridge, json_output=settings.json,
-                     allow_edit=settings.allow_edit, history_file=history)
+                     allow_edit=settings.allow_edit, history_file=history,
+                     stdin_is_script=stdin_is_script)
     shell.debug = settings.debug
     exit_code = 0
     try:
@@ -160,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             assert isinstance(bridge, InlineBridge)
             _route_signals(bridge)
             try:
-                _run_script(shell, script_lines, args.stop_on_error)  # type: ignore[arg-type]
+                run_script(shell, script_lines, args.stop_on_error)
             except KeyboardInterrupt:
                 print("cancelled", file=sys.stderr)
                 return EXIT_INTERRUPTED

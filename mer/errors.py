@@ -26,6 +26,8 @@ it is a RunResult with a status.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "AlreadyExists",
     "ConfigError",
@@ -46,6 +48,7 @@ __all__ = [
     "UsageError",
     "WeightNotFound",
     "WorkerError",
+    "did_you_mean",
 ]
 
 EXIT_FAILURE = 1
@@ -72,14 +75,22 @@ class NotFound(MerError):
     pass
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'linear'?)`` when a known name is close to ``name``, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(set(known)), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 class ModelNotFound(NotFound):
-    def __init__(self, ref: str) -> None:
-        super().__init__(f"model '{ref}' not found; see `models`")
+    def __init__(self, ref: str, known: Iterable[str] = ()) -> None:
+        super().__init__(f"model '{ref}' not found{did_you_mean(ref, known)}; see `models`")
 
 
 class ServerNotFound(NotFound):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"server '{name}' not found; see `servers`")
+    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
+        super().__init__(f"server '{name}' not found{did_you_mean(name, known)}; see `servers`")
 
 
 class RunNotFound(NotFound):

@@ -73,7 +73,7 @@ async def find_model(uow: UnitOfWork, ref: str) -> ModelConfig:
     name, version = parse_model_ref(ref)
     model = await uow.models.get(name, version)
     if model is None:
-        raise ModelNotFound(ref)
+        raise ModelNotFound(ref, [m.name for m in await uow.models.list()])
     return model
 
 
@@ -102,7 +102,7 @@ async def _audit(ctx: ServiceContext, uow: UnitOfWork, action: str, target: str,
 async def list_models(ctx: ServiceContext, server: str | None = None) -> list[ModelConfig]:
     async with ctx.uow() as uow:
         if server is not None and await uow.servers.get(server) is None:
-            raise ServerNotFound(server)
+            raise ServerNotFound(server, [s.name for s in await uow.servers.list()])
         return await uow.models.list(server)
 
 

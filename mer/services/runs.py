@@ -55,14 +55,15 @@ CLAIM_AFTER = 0.05  # seconds a model runs before its row records its process gr
 
 
 def load_input(path: Path | None = None, data: str | None = None) -> Any:
-    """The user's input for a run: --data JSON, or an --input file (JSON when it parses)."""
+    """The user's input for a run: --data, or an --input file's content; each is JSON when
+    it parses as JSON and the text otherwise (`run chat --data hello`)."""
     if path is not None and data is not None:
-        raise UsageError("give --input FILE or --data JSON, not both")
+        raise UsageError("give --input FILE or --data VALUE, not both")
     if data is not None:
         try:
             return json.loads(data)
-        except ValueError as err:
-            raise UsageError(f"--data is not valid JSON: {err}") from None
+        except ValueError:
+            return data
     if path is not None:
         try:
             text = path.read_text(encoding="utf-8")
@@ -245,11 +246,11 @@ async def _read_plan(ctx: ServiceContext, ref: str, key: tuple[str, str | None],
     async with ctx.uow() as uow:
         target = await uow.models.get_run_target(*key)
         if target is None:
-            raise ModelNotFound(ref)
+            raise ModelNotFound(ref, [m.name for m in await uow.models.list()])
         if server is not None and server != target.server.name:
             override = await uow.servers.get(server)
             if override is None:
-                raise ServerNotFound(server)
+                raise ServerNotFound(server, [s.name for s in await uow.servers.list()])
             target = RunTarget(model=target.model, server=override, parameters=target.parameters)
         weights = await uow.weights.latest(target.model.id)
     weights_json = JsonText(json.dumps({w.name: w.values.tolist() for w in weights}))

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from mer.domain import AuditEntry, Server, ServerCheck
-from mer.errors import ServerNotFound, UsageError
+from mer.errors import ModelNotFound, NotFound, ServerNotFound, UsageError, did_you_mean
 from mer.services.context import ServiceContext, require_edit
+from mer.services.models import find_model
 from mer.validation import validate_server
 
-__all__ = ["add_server", "get_server", "list_servers", "ping_server", "remove_server",
+__all__ = ["add_server", "get_server", "list_servers", "ping", "ping_server", "remove_server",
            "server_image", "trust_server"]
 
 
@@ -30,8 +31,8 @@ async def list_servers(ctx: ServiceContext) -> list[Server]:
 async def get_server(ctx: ServiceContext, name: str) -> Server:
     async with ctx.uow() as uow:
         server = await uow.servers.get(name)
-    if server is None:
-        raise ServerNotFound(name)
+        if server is None:
+            raise ServerNotFound(name, [s.name for s in await uow.servers.list()])
     return server
 
 
@@ -62,6 +63,24 @@ async def remove_server(ctx: ServiceContext, name: str) -> None:
 
 async def ping_server(ctx: ServiceContext, name: str) -> ServerCheck:
     server = await get_server(ctx, name)
+    return await ctx.executors.get(server.kind).check(server)
+
+
+async def ping(ctx: ServiceContext, name: str) -> ServerCheck:
+    """Check a server, or the server of a model: `ping linear` is what people type."""
+    async with ctx.uow() as uow:
+        server = await uow.servers.get(name)
+        if server is None:
+            try:
+                model = await find_model(uow, name)
+            except ModelNotFound:
+                known = [s.name for s in await uow.servers.list()]
+                known += [m.name for m in await uow.models.list()]
+                raise NotFound(f"no server or model named '{name}'{did_you_mean(name, known)}; "
+                               "see `servers` and `models`") from None
+            server = await uow.servers.get(model.server)
+            if server is None:
+                raise ServerNotFound(model.server)
     return await ctx.executors.get(server.kind).check(server)
 
 

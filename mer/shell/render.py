@@ -10,7 +10,8 @@ from uuid import UUID
 
 from mer.domain import RunRecord, Server, WeightRevision, WorkerInfo
 
-__all__ = ["dumps", "run_image", "run_summary", "table", "weight_image", "when"]
+__all__ = ["RUN_HEADERS", "dumps", "run_image", "run_rows", "run_summary", "run_text", "table",
+           "weight_image", "when"]
 
 
 def _default(value: Any) -> Any:
@@ -53,12 +54,49 @@ def run_image(r: RunRecord, full: bool = False) -> dict[str, Any]:
     return image
 
 
+def _duration(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    return f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.1f} ms"
+
+
 def run_summary(r: RunRecord) -> str:
-    ms = r.duration_ms or 0.0
-    dur = f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.1f} ms"
-    code = "-" if r.exit_code is None else str(r.exit_code)
+    """One line after a run: what ran, how it ended, how long, which run to look up.
+    A worker's answer has no exit status of its own, so none is shown."""
+    code = "" if r.exit_code is None else f" (exit {r.exit_code})"
     tail = f": {r.error}" if r.error and str(r.status) != "succeeded" else ""
-    return f"{r.status} (exit {code}) in {dur}; run {str(r.id)[:8]}{tail}"
+    return (f"{r.model}@{r.version} {r.status}{code} in {_duration(r.duration_ms or 0.0)}; "
+            f"run {str(r.id)[:8]}{tail}")
+
+
+RUN_HEADERS = ("run", "model", "server", "kind", "status", "exit", "started", "duration", "user")
+
+
+def run_rows(records: Sequence[RunRecord]) -> list[list[Any]]:
+    return [[str(r.id)[:8], f"{r.model}@{r.version}", r.server, r.kind, r.status,
+             r.exit_code, when(r.started_at), _duration(r.duration_ms), r.os_user]
+            for r in records]
+
+
+def run_text(r: RunRecord) -> str:
+    """``runs show``: every field on its own line (``-`` where there is none), then the
+    run's output."""
+    image = run_image(r, full=True)
+    image["started_at"], image["finished_at"] = when(r.started_at), when(r.finished_at)
+    lines = []
+    for key in ("id", "model", "version", "server", "kind", "status", "exit_code", "os_user",
+                "started_at", "finished_at", "duration_ms", "weight_revisions", "bytes_in",
+                "bytes_out", "result", "error"):
+        value = image[key]
+        if value is None or value == "" or value == {}:
+            shown = "-"
+        elif isinstance(value, (dict, list)):
+            shown = dumps(value)
+        else:
+            shown = str(value)
+        lines.append(f"{key + ':':18}{shown}")
+    lines.append("--- stdout ---\n" + (r.stdout or "") + "--- stderr ---\n" + (r.stderr or ""))
+    return "\n".join(lines)
 
 
 def weight_image(w: WeightRevision, head: int | None = None, values: bool = True) -> dict[str, Any]:

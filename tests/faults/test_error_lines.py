@@ -107,11 +107,12 @@ def test_an_error_outside_a_command_is_one_line_too(shell_with, tmp_path: Path) 
 
 @pytest.mark.parametrize(("line", "expected"), [
     ("run", "error: run: the following arguments are required: model (see `help run`)"),
-    ("runs --limit x", "error: runs: argument --limit: invalid int value: 'x' (see `help runs`)"),
+    ("runs --limit x", "error: runs list: argument --limit: invalid int value: 'x' (see "
+                       "`help runs list`)"),
     ("model add m", "error: model add: the following arguments are required: --server, "
                     "--command (see `help model add`)"),
-    ("param m frob k", "error: param: argument action: invalid choice: 'frob' (choose from "
-                       "'set', 'unset') (see `help param`)"),
+    ("param m frob k", "error: param: argument VERB: invalid choice: 'm' (choose from "
+                       "'set', 'show', 'unset') (see `help param`)"),
     ("alias create", "error: alias create: the following arguments are required: name, "
                      "command, command_args (see `help alias create`)"),
 ])
@@ -146,9 +147,9 @@ def test_a_script_sees_one_line_per_error_and_fails(tmp_path: Path) -> None:
     done = mer("-c", "run", "-c", "runs --limit x", "-c", "show echo", "-c", "servers")
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        "error: run: the following arguments are required: model (see `help run`)",
-        "error: runs: argument --limit: invalid int value: 'x' (see `help runs`)",
-        f"internal error: TypeError: 'int' object is not iterable (details in {log_file})",
+        "-c 1: error: run: the following arguments are required: model (see `help run`)",
+        "-c 2: error: runs list: argument --limit: invalid int value: 'x' (see `help runs list`)",
+        f"-c 3: internal error: TypeError: 'int' object is not iterable (details in {log_file})",
     ]
     assert "local" in done.stdout  # the rest of the script ran
     assert "Traceback (most recent call last)" in log_file.read_text()

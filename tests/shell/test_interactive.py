@@ -75,7 +75,7 @@ def test_an_ignored_hangup_stays_ignored(mer: Mer) -> None:
     assert "tick 1" in proc.stdout.readline()
     proc.send_signal(signal.SIGHUP)
     assert proc.wait(timeout=30) == 0
-    assert proc.stderr.read().startswith("succeeded")
+    assert proc.stderr.read().startswith("slow@1 succeeded")
 
 
 def test_a_signal_between_commands_ends_a_piped_script(mer: Mer) -> None:

@@ -26,7 +26,7 @@ def test_piped_script_runs_in_order_without_prompt_and_exit_zero(mer: Mer) -> No
 def test_a_failing_command_fails_the_script_but_the_rest_runs(mer: Mer) -> None:
     done = mer(stdin="show nope\nservers\n")
     assert done.returncode == 1
-    assert done.stderr.strip() == "error: model 'nope' not found; see `models`"
+    assert done.stderr.strip() == "<stdin>:1: error: model 'nope' not found; see `models`"
     assert "local" in done.stdout
 
 
@@ -43,7 +43,7 @@ def test_stop_on_error_stops_at_the_first_failure(mer: Mer, tmp_path: Path) -> N
 @pytest.mark.parametrize(("args", "code"), [
     (["--frobnicate"], 2), (["--script", "/nonexistent.mer"], 2),
     (["-c", "bogus"], 1), (["-c", "runs --limit x"], 1),
-    (["-c", "run echo --data '{oops'"], 1), (["-c", "run nope"], 1),
+    (["-c", "run echo --input /nonexistent.json"], 1), (["-c", "run nope"], 1),
 ])
 def test_exit_codes_and_one_line_errors(mer: Mer, args: list[str], code: int) -> None:
     done = mer(*args)

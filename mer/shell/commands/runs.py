@@ -1,0 +1,47 @@
+"""`runs list|show`: the access log, one row per run."""
+
+from __future__ import annotations
+
+import argparse
+
+from mer.domain import RunStatus
+from mer.services import runs as run_svc
+from mer.shell import render
+from mer.shell.commands.base import MerCommands, command, dispatch, verb
+from mer.shell.parsing import add_json, parser, since
+
+__all__ = ["RunLogCommands"]
+
+_noun = parser("The access log: list, show. `runs` lists the newest; `runs ID` shows one.")
+_noun.add_subparsers(title="verbs", metavar="VERB", required=True)
+
+_list = parser("List runs, newest first.")
+_list.add_argument("--model", choices_provider=MerCommands._models, help="only this model's runs")
+_list.add_argument("--status", choices=[s.value for s in RunStatus])
+_list.add_argument("--since", help="only runs since: 30m, 2h, 1d or an ISO time")
+_list.add_argument("--limit", type=int, default=20, help="at most N runs (default 20)")
+add_json(_list)
+
+_show = parser("Show one run whole, with its output.")
+_show.add_argument("run_id", help="run id (a unique prefix is enough)")
+add_json(_show)
+
+
+class RunLogCommands(MerCommands):
+
+    @command(_noun, "Runs")
+    def do_runs(self, args: argparse.Namespace) -> None:
+        """The access log: list, show."""
+        dispatch(self, args)
+
+    @verb("runs", "list", _list)
+    def runs_list(self, args: argparse.Namespace) -> None:
+        after = since(args.since) if args.since else None
+        records = self.call(run_svc.list_runs(self.ctx(), args.model, args.status, after, args.limit))
+        self.emit(args, [render.run_image(r) for r in records],
+                  lambda: render.table(render.RUN_HEADERS, render.run_rows(records)))
+
+    @verb("runs", "show", _show)
+    def runs_show(self, args: argparse.Namespace) -> None:
+        record = self.call(run_svc.get_run(self.ctx(), args.run_id))
+        self.emit(args, render.run_image(record, full=True), lambda: render.run_text(record))

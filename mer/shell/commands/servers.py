@@ -1,0 +1,111 @@
+"""`server list|show|add|remove|trust|ping`: the machines models run on."""
+
+from __future__ import annotations
+
+import argparse
+
+from mer.domain import Server, ServerCheck
+from mer.services import servers as server_svc
+from mer.shell import render
+from mer.shell.commands.base import MerCommands, command, dispatch, verb
+from mer.shell.parsing import add_json, parser
+
+__all__ = ["ServerCommands"]
+
+_noun = parser("Servers: list, show, ping; add, remove, trust. `server NAME` shows one.")
+_noun.add_subparsers(title="verbs", metavar="VERB", required=True)
+
+_list = parser("List the servers models run on.")
+add_json(_list)
+
+_show = parser("Show a server.")
+_show.add_argument("name", choices_provider=MerCommands._servers)
+add_json(_show)
+
+_ping = parser("Check a server: reachable? host key known? latency. Given a model, checks "
+               "the model's server.")
+_ping.add_argument("name", choices_provider=MerCommands._servers_and_models, help="SERVER or MODEL")
+add_json(_ping)
+
+_add = parser("Register a server.")
+_add.add_argument("name")
+_add.add_argument("--kind", required=True, help="local, ssh or a plugin's kind")
+_add.add_argument("--host")
+_add.add_argument("--port", type=int)
+_add.add_argument("--user")
+_add.add_argument("--identity", help="private key file (a path; never stored as a key)")
+_add.add_argument("--known-hosts", help="known_hosts file for this server")
+_add.add_argument("--max-runs", type=int, default=4)
+add_json(_add)
+
+_remove = parser("Delete a server (it must have no models).")
+_remove.add_argument("name", choices_provider=MerCommands._servers)
+add_json(_remove)
+
+_trust = parser("Fetch an SSH server's host key and add it to known_hosts.")
+_trust.add_argument("name", choices_provider=MerCommands._servers)
+add_json(_trust)
+
+
+def _check_text(check: ServerCheck) -> str:
+    key = {None: "n/a", True: "known", False: "UNKNOWN"}[check.host_key_known]
+    latency = f"{check.latency_ms:.1f} ms" if check.latency_ms is not None else "-"
+    state = "reachable" if check.reachable else "UNREACHABLE"
+    return (f"{check.server}: {state}; host key {key}; latency {latency}"
+            + (f"; {check.message}" if check.message else ""))
+
+
+def _server_text(s: Server) -> str:
+    image = server_svc.server_image(s)
+    return "\n".join(f"{key + ':':15}{'-' if value in (None, '') else value}"
+                     for key, value in image.items())
+
+
+class ServerCommands(MerCommands):
+
+    @command(_noun, "Servers")
+    def do_server(self, args: argparse.Namespace) -> None:
+        """Servers: list, show, ping; add, remove, trust (edits need --allow-edit)."""
+        dispatch(self, args)
+
+    @verb("server", "list", _list)
+    def server_list(self, args: argparse.Namespace) -> None:
+        servers = self.call(server_svc.list_servers(self.ctx()))
+        self.emit(args, [server_svc.server_image(s) for s in servers], lambda: render.table(
+            ["server", "kind", "host", "port", "user", "max runs", "enabled"],
+            render.server_rows(servers)))
+
+    @verb("server", "show", _show)
+    def server_show(self, args: argparse.Namespace) -> None:
+        server = self.call(server_svc.get_server(self.ctx(), args.name))
+        self.emit(args, server_svc.server_image(server), lambda: _server_text(server))
+
+    @verb("server", "ping", _ping)
+    def server_ping(self, args: argparse.Namespace) -> None:
+        check = self.call(server_svc.ping(self.ctx(), args.name))
+        self.emit(args, {"server": check.server, "reachable": check.reachable,
+                         "latency_ms": check.latency_ms, "host_key_known": check.host_key_known,
+                         "fingerprint": check.fingerprint, "message": check.message},
+                  lambda: _check_text(check))
+        if not check.reachable:
+            self.shell.failed, self.shell.exit_code = True, 1
+
+    @verb("server", "add", _add, edits=True)
+    def server_add(self, args: argparse.Namespace) -> None:
+        server = Server(name=args.name, kind=args.kind, host=args.host, port=args.port,
+                        user=args.user, identity_file=args.identity,
+                        known_hosts=args.known_hosts, max_runs=args.max_runs)
+        stored = self.call(server_svc.add_server(self.ctx(), server))
+        self.emit(args, server_svc.server_image(stored),
+                  f"added server {stored.name} ({stored.kind})")
+
+    @verb("server", "remove", _remove, edits=True, aliases=("rm",))
+    def server_remove(self, args: argparse.Namespace) -> None:
+        self.call(server_svc.remove_server(self.ctx(), args.name))
+        self.emit(args, {"removed": args.name}, f"removed server {args.name}")
+
+    @verb("server", "trust", _trust, edits=True)
+    def server_trust(self, args: argparse.Namespace) -> None:
+        fingerprint = self.call(server_svc.trust_server(self.ctx(), args.name))
+        self.emit(args, {"server": args.name, "fingerprint": fingerprint},
+                  f"trusted {args.name}: {fingerprint}")

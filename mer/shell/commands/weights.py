@@ -1,0 +1,126 @@
+"""`weights show|history|set|rollback`: a model's weight vectors and their revisions."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import cmd2
+
+from mer.domain import WeightRevision
+from mer.errors import UsageError
+from mer.services import weights as weight_svc
+from mer.shell import render
+from mer.shell.commands.base import MerCommands, command, dispatch, verb
+from mer.shell.parsing import add_json, parser
+
+__all__ = ["WeightCommands"]
+
+_ELEMENT = re.compile(r"([^\[\]=]+)\[(-?\d+)\]=(.+)")
+
+
+def _model_and_name(p: argparse.ArgumentParser, name_required: bool = True) -> None:
+    p.add_argument("model", choices_provider=MerCommands._models, help="MODEL or MODEL@VERSION")
+    p.add_argument("name", nargs=None if name_required else "?",
+                   choices_provider=MerCommands._weights, help="the vector's NAME")
+
+
+_noun = parser("Weight vectors: show, history; set, rollback. `weights MODEL [NAME]` shows them.")
+_noun.add_subparsers(title="verbs", metavar="VERB", required=True)
+
+_show = parser("Show a model's weight vectors, or one of them.")
+_model_and_name(_show, name_required=False)
+_show.add_argument("--head", type=int, help="show the first N values (default 8; all under --json)")
+add_json(_show)
+
+_history = parser("List every revision of a weight vector.")
+_model_and_name(_history)
+add_json(_history)
+
+_set = parser("Store a new revision of a vector: `weights set MODEL NAME --values 0.1,0.2` or "
+              "`--file F.npy|.json|.csv`, or one element: `weights set MODEL NAME[I]=V`.")
+_set.add_argument("model", choices_provider=MerCommands._models, help="MODEL or MODEL@VERSION")
+_set.add_argument("name", choices_provider=MerCommands._weights, help="NAME or NAME[I]=V")
+_set.add_argument("--values", help="comma-separated numbers")
+_set.add_argument("--file", type=Path, completer=cmd2.Cmd.path_complete,
+                  help="a .npy, .json or .csv file")
+_set.add_argument("--note", default="", help="a note for the revision")
+add_json(_set)
+
+_rollback = parser("Make an old revision the newest again (as a new revision).")
+_model_and_name(_rollback)
+_rollback.add_argument("revision", type=int, help="the revision to bring back")
+add_json(_rollback)
+
+
+def _vector_text(w: WeightRevision, head: int | None) -> str:
+    vals = w.values.tolist()
+    shown = ", ".join(f"{v:g}" for v in vals[:head])
+    more = f", ... ({w.length - head} more)" if head is not None and w.length > head else ""
+    return (f"{w.name}  rev {w.revision}  length {w.length}  sha256 {w.sha256[:12]}  "
+            f"by {w.author}\n  [{shown}{more}]")
+
+
+class WeightCommands(MerCommands):
+
+    @command(_noun, "Models")
+    def do_weights(self, args: argparse.Namespace) -> None:
+        """Weight vectors: show, history; set, rollback (edits need --allow-edit)."""
+        dispatch(self, args)
+
+    @verb("weights", "show", _show)
+    def weights_show(self, args: argparse.Namespace) -> None:
+        revs = self.call(weight_svc.show_weights(self.ctx(), args.model, args.name))
+        if args.name is not None:
+            self.seen.weights.saw(revs[0].model_id, revs[0].name, revs[0].revision)
+        elif revs:
+            self.seen.weights.saw_all(revs[0].model_id, ((w.name, w.revision) for w in revs))
+        if self.want_json(args):
+            images = [render.weight_image(w, args.head) for w in revs]
+            self.out(render.dumps(images[0] if args.name else images))
+            return
+        head = 8 if args.head is None else args.head
+        self.out("\n".join(_vector_text(w, head) for w in revs) or "no weight vectors")
+
+    @verb("weights", "history", _history)
+    def weights_history(self, args: argparse.Namespace) -> None:
+        revs = self.call(weight_svc.weight_history(self.ctx(), args.model, args.name))
+        newest = max(revs, key=lambda w: w.revision)
+        self.seen.weights.saw(newest.model_id, newest.name, newest.revision)
+        rows = [[w.revision, w.length, w.sha256[:12], w.author, render.when(w.created_at), w.note]
+                for w in revs]
+        self.emit(args, [render.weight_image(w, values=False) for w in revs], lambda: render.table(
+            ["rev", "length", "sha256", "author", "created", "note"], rows))
+
+    @verb("weights", "set", _set, edits=True)
+    def weights_set(self, args: argparse.Namespace) -> None:
+        element = _ELEMENT.fullmatch(args.name)
+        if element:
+            name, index, text = element.group(1), int(element.group(2)), element.group(3)
+            try:
+                number = float(text)
+            except ValueError:
+                raise UsageError(f"'{text}' is not a number") from None
+            new = self.call(weight_svc.set_weight_element(self.ctx(), args.model, name, index,
+                                                          number, args.note, self.seen.weights))
+        else:
+            if (args.values is None) == (args.file is None):
+                raise UsageError("give exactly one of --values V,V,... or --file F")
+            values = (weight_svc.parse_values(args.values) if args.values is not None
+                      else weight_svc.read_weights_file(args.file))
+            new = self.call(weight_svc.set_weights(self.ctx(), args.model, args.name, values,
+                                                   args.note, self.seen.weights))
+        self._stored(args, new)
+
+    @verb("weights", "rollback", _rollback, edits=True)
+    def weights_rollback(self, args: argparse.Namespace) -> None:
+        new = self.call(weight_svc.rollback_weights(self.ctx(), args.model, args.name,
+                                                    args.revision, self.seen.weights))
+        self._stored(args, new)
+
+    def _stored(self, args: argparse.Namespace, new: WeightRevision) -> None:
+        self.seen.weights.saw(new.model_id, new.name, new.revision)
+        self.emit(args, render.weight_image(new, values=False),
+                  f"{new.name}: revision {new.revision} ({new.length} values, "
+                  f"sha256 {new.sha256[:12]})")
