@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             assert isinstance(bridge, InlineBridge)
             _route_signals(bridge)
             try:
+                assert script_lines is not None  # not interactive: a script, -c or stdin
                 run_script(shell, script_lines, args.stop_on_error)
             except KeyboardInterrupt:
                 print("cancelled", file=sys.stderr)

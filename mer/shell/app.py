@@ -58,15 +58,6 @@ _refresh = parser("Refresh the names that Tab completes.")
 
 
 class MerShell(cmd2.Cmd):
-    # Built-ins that run arbitrary code or could get around the edit gate are removed;
-    # cmd2's `set` is `settings` here (`set` is `model set`, as in earlier mer).
-    do_shell = None
-    do_run_pyscript = None
-    do_edit = None
-    do_py = None
-    do_ipy = None
-    do_set = None
-
     def __init__(self, start_runtime: Callable[[], concurrent.futures.Future[Runtime]],
                  bridge: AsyncBridge | InlineBridge, *,
                  json_output: bool = False, allow_edit: bool = False, stdin: Any = None,
@@ -244,3 +235,9 @@ class MerShell(cmd2.Cmd):
             self.out(render.dumps(image))
         else:
             self.out(text if isinstance(text, str) else text())
+
+
+# Built-ins that run arbitrary code or could get around the edit gate are removed (set to
+# None, cmd2's way); cmd2's `set` is `settings` here (`set` is `model set`, as before).
+for _builtin in ("shell", "run_pyscript", "edit", "py", "ipy", "set"):
+    setattr(MerShell, f"do_{_builtin}", None)

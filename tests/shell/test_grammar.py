@@ -177,3 +177,9 @@ def test_bad_arguments_are_one_line_naming_the_command(ro: ShellOnFakes, line: s
     assert done.failed and done.exit_code == 2
     assert done.err.startswith(message), done.err
     assert done.err.count("\n") == 1
+
+
+@pytest.mark.parametrize("line", ["shell ls", "py 1", "ipy", "edit x", "run_pyscript x.py"])
+def test_builtins_that_run_arbitrary_code_are_gone(sh: ShellOnFakes, line: str) -> None:
+    done = sh(line)
+    assert done.failed and done.err.startswith(f"error: unknown command '{line.split()[0]}'")

@@ -72,7 +72,7 @@ def verb(noun: str, name: str, parser: Cmd2ArgumentParser, *, edits: bool = Fals
                 raise EditNotAllowed()
             return fn(self, args)
 
-        summary = (parser.description or "").split(". ")[0].rstrip(".")
+        summary = str(parser.description or "").split(". ")[0].rstrip(".")
         help_text = summary + (EDIT_NOTE if edits else "")
         return cmd2.as_subcommand_to(noun, name, parser, help=help_text,  # type: ignore[return-value]
                                      aliases=aliases)(_reports(gated))
@@ -132,9 +132,9 @@ class MerCommands(CommandSet["MerShell"]):
         return Choices.from_values(self._cmd.cache.fields)
 
     def _params(self, arg_tokens: dict[str, list[str]]) -> Choices:
-        ref = (arg_tokens.get("model") or [None])[0]
+        ref = next(iter(arg_tokens.get("model", [])), None)
         return Choices.from_values(self._cmd.cache.for_model(self._cmd.cache.params, ref))
 
     def _weights(self, arg_tokens: dict[str, list[str]]) -> Choices:
-        ref = (arg_tokens.get("model") or [None])[0]
+        ref = next(iter(arg_tokens.get("model", [])), None)
         return Choices.from_values(self._cmd.cache.for_model(self._cmd.cache.weights, ref))
