@@ -207,8 +207,18 @@ class _Audit:
     async def append(self, entry: AuditEntry) -> None:
         self.s.audit.append(entry)
 
-    async def query(self, target=None, limit=50):  # type: ignore[no-untyped-def]
-        return [a for a in reversed(self.s.audit) if target is None or a.target == target][:limit]
+    async def query(self, target=None, limit=50, *, targets_like=(), since=None,  # type: ignore[no-untyped-def]
+                    actor=None):
+        import fnmatch
+
+        def like(text: str, pattern: str) -> bool:
+            return fnmatch.fnmatchcase(text, pattern.replace("\\_", "_").replace("%", "*"))
+
+        return [a for a in reversed(self.s.audit)
+                if (target is None or a.target == target)
+                and (not targets_like or any(like(a.target, p) for p in targets_like))
+                and (since is None or a.at >= since) and (actor is None or a.actor == actor)
+                ][:limit]
 
 
 class FakeUnitOfWork:

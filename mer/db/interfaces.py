@@ -126,7 +126,11 @@ class RunRepository(Protocol):
 
 class AuditRepository(Protocol):
     async def append(self, entry: AuditEntry) -> None: ...
-    async def query(self, target: str | None = None, limit: int = 50) -> list[AuditEntry]: ...
+    async def query(self, target: str | None = None, limit: int = 50, *,
+                    targets_like: Sequence[str] = (), since: datetime | None = None,
+                    actor: str | None = None) -> list[AuditEntry]:
+        """Newest first; ``targets_like`` are SQL LIKE patterns (``\\`` escapes)."""
+        ...
 
 
 class RunLog(Protocol):

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -416,10 +416,18 @@ class SqlAuditRepository(_Repo):
                                         after=entry.after, at=entry.at)
             )
 
-    async def query(self, target: str | None = None, limit: int = 50) -> list[AuditEntry]:
+    async def query(self, target: str | None = None, limit: int = 50, *,
+                    targets_like: Sequence[str] = (), since: datetime | None = None,
+                    actor: str | None = None) -> list[AuditEntry]:
         stmt = select(AuditRow).order_by(AuditRow.at.desc()).limit(limit)
         if target is not None:
             stmt = stmt.where(AuditRow.target == target)
+        if targets_like:
+            stmt = stmt.where(or_(*(AuditRow.target.like(p, escape="\\") for p in targets_like)))
+        if since is not None:
+            stmt = stmt.where(AuditRow.at >= since)
+        if actor is not None:
+            stmt = stmt.where(AuditRow.actor == actor)
         with map_errors():
             rows = await self.session.scalars(stmt)
             return [

@@ -262,3 +262,25 @@ async def test_run_target_reads_model_server_and_parameters_together(uow_factory
         newest = await uow.models.get_run_target("echo")
         assert newest.model.version == "2" and newest.parameters == {}
         assert await uow.models.get_run_target("echo", "9") is None
+
+
+async def test_audit_query_by_subject_time_and_user(uow_factory) -> None:
+    from mer.services.audit import subject_patterns
+
+    old = utcnow() - timedelta(hours=3)
+    async with uow_factory() as uow:
+        for actor, target, at in (("ann", "model lin@1", old), ("bob", "weights lin@2/w", utcnow()),
+                                  ("ann", "model linear@1", utcnow()), ("bob", "server lin", utcnow()),
+                                  ("ann", "model l_n@1", utcnow())):
+            await uow.audit.append(AuditEntry(actor=actor, action="x", target=target, at=at))
+        await uow.commit()
+    async with uow_factory() as uow:
+        about = await uow.audit.query(targets_like=subject_patterns("lin"))
+        assert sorted(e.target for e in about) == ["model lin@1", "server lin", "weights lin@2/w"]
+        assert [e.target for e in await uow.audit.query(targets_like=subject_patterns("lin@2"))] == [
+            "weights lin@2/w"]
+        # `_` is a literal underscore, not LIKE's any-character
+        assert [e.target for e in await uow.audit.query(targets_like=subject_patterns("l_n"))] == [
+            "model l_n@1"]
+        recent = await uow.audit.query(since=utcnow() - timedelta(hours=1), actor="ann")
+        assert sorted(e.target for e in recent) == ["model l_n@1", "model linear@1"]

@@ -1,11 +1,13 @@
 """mer's commands, one command set per noun (cmd2 CommandSets)."""
 
+from mer.shell.commands.audit import AuditCommands
 from mer.shell.commands.models import ModelCommands
 from mer.shell.commands.running import RunCommands
 from mer.shell.commands.runs import RunLogCommands
 from mer.shell.commands.servers import ServerCommands
 from mer.shell.commands.weights import WeightCommands
 
-COMMAND_SETS = (ModelCommands, WeightCommands, ServerCommands, RunCommands, RunLogCommands)
+COMMAND_SETS = (ModelCommands, WeightCommands, ServerCommands, RunCommands, RunLogCommands,
+                AuditCommands)
 
 __all__ = ["COMMAND_SETS"]

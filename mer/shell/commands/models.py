@@ -9,8 +9,10 @@ import cmd2
 
 from mer.domain import ModelConfig, ModelParameters, parse_model_ref
 from mer.errors import UsageError
+from mer.services import audit as audit_svc
 from mer.services import models as model_svc
 from mer.shell import render
+from mer.shell.commands.audit import AUDIT_HEADERS, audit_image, audit_rows
 from mer.shell.commands.base import MerCommands, command, dispatch, verb
 from mer.shell.parsing import add_json, parser
 
@@ -33,8 +35,10 @@ _list = parser("List the models.")
 _list.add_argument("--server", choices_provider=MerCommands._servers, help="only this server's models")
 add_json(_list)
 
-_show = parser("Show a model: its fields, parameters and weight vectors.")
+_show = parser("Show a model: its fields, parameters and weight vectors; with --history, "
+               "every change of its fields and parameters.")
 _model_arg(_show)
+_show.add_argument("--history", action="store_true", help="list its field and parameter changes")
 add_json(_show)
 
 _add = parser("Register a model.")
@@ -126,6 +130,9 @@ class ModelCommands(MerCommands):
 
     @verb("model", "show", _show)
     def model_show(self, args: argparse.Namespace) -> None:
+        if args.history:
+            self._history(args)
+            return
         view = self.call(model_svc.show_model(self.ctx(), args.model))
         m = view.model
         self.seen.models[m.ref] = m.row_version
@@ -137,6 +144,13 @@ class ModelCommands(MerCommands):
                              "sha256": w.sha256, "author": w.author, "created_at": w.created_at}
                             for w in view.weights]
         self.emit(args, image, lambda: _show_lines(view))
+
+    def _history(self, args: argparse.Namespace) -> None:
+        view = self.call(model_svc.show_model(self.ctx(), args.model))
+        entries = self.call(audit_svc.audit_log(self.ctx(), view.model.ref, limit=1000))
+        entries = [e for e in entries if e.target == f"model {view.model.ref}"]
+        self.emit(args, [audit_image(e) for e in entries],
+                  lambda: render.table(AUDIT_HEADERS, audit_rows(entries)))
 
     @verb("model", "add", _add, edits=True)
     def model_add(self, args: argparse.Namespace) -> None:
