@@ -120,17 +120,19 @@ class ServiceContext:
     actor: str = field(default_factory=getpass.getuser)
     run_log: RunLog = None  # type: ignore[assignment]  # None: a UowRunLog over uow
     run_plans: RunPlanCache = field(default_factory=RunPlanCache)
-    # One semaphore per server bounds concurrent runs to the server's max_runs.
-    _slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    # One semaphore per server bounds concurrent runs to the server's max_runs (a new one
+    # when an admin changes max_runs).
+    _slots: dict[tuple[str, int], asyncio.Semaphore] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.run_log is None:
             self.run_log = UowRunLog(self.uow)
 
     def slots(self, server: str, max_runs: int) -> asyncio.Semaphore:
-        if server not in self._slots:
-            self._slots[server] = asyncio.Semaphore(max(max_runs, 1))
-        return self._slots[server]
+        key = (server, max_runs)
+        if key not in self._slots:
+            self._slots[key] = asyncio.Semaphore(max(max_runs, 1))
+        return self._slots[key]
 
 
 def require_edit(ctx: ServiceContext) -> None:

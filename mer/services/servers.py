@@ -3,15 +3,25 @@ trust (record an SSH server's host key)."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from mer.domain import AuditEntry, Server, ServerCheck
-from mer.errors import ModelNotFound, NotFound, ServerNotFound, UsageError, did_you_mean
+from mer.errors import (
+    ConflictError,
+    ModelNotFound,
+    NotFound,
+    ServerNotFound,
+    UsageError,
+    did_you_mean,
+)
 from mer.services.context import ServiceContext, require_edit
 from mer.services.models import find_model
 from mer.validation import validate_server
 
-__all__ = ["add_server", "get_server", "list_servers", "ping", "ping_server", "remove_server",
+__all__ = ["add_server", "get_server", "list_servers", "ping", "ping_server",
+           "set_server_field", "remove_server",
            "server_image", "trust_server"]
 
 
@@ -45,6 +55,56 @@ async def add_server(ctx: ServiceContext, server: Server) -> Server:
         stored = await uow.servers.add(server)
         await uow.audit.append(AuditEntry(actor=ctx.actor, action="server.add",
                                           target=f"server {server.name}", after=server_image(stored)))
+        await uow.commit()
+    return stored
+
+
+# `server set NAME FIELD VALUE`: the field as users type it -> the Server attribute.
+SERVER_FIELDS = {"host": "host", "port": "port", "user": "user", "identity": "identity_file",
+                 "known-hosts": "known_hosts", "max-runs": "max_runs", "enabled": "enabled"}
+_NONE = ("", "-", "none")
+
+
+def _server_value(field: str, text: str) -> Any:
+    attr = SERVER_FIELDS.get(field)
+    if attr is None:
+        raise UsageError(f"'{field}' is not a server field; one of {', '.join(SERVER_FIELDS)}")
+    if attr in ("port", "max_runs"):
+        if attr == "port" and text.lower() in _NONE:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise UsageError(f"{field} '{text}' is not a whole number") from None
+    if attr == "enabled":
+        if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
+            raise UsageError(f"enabled '{text}' is not true or false")
+        return text.lower() in ("true", "yes", "1")
+    return None if text.lower() in _NONE else text
+
+
+async def set_server_field(ctx: ServiceContext, name: str, field: str, text: str,
+                           expect: Mapping[str, int] | None = None) -> Server:
+    """Change one field of a server, audited. ``expect``: the row versions the caller last
+    saw, by server name; a server changed since is refused (ConflictError). The pooled SSH
+    connection of the old fields is dropped on the server's next use."""
+    require_edit(ctx)
+    attr = SERVER_FIELDS.get(field)
+    value = _server_value(field, text)
+    async with ctx.uow() as uow:
+        server = await uow.servers.get(name)
+        if server is None:
+            raise ServerNotFound(name, [s.name for s in await uow.servers.list()])
+        seen = (expect or {}).get(name)
+        if seen is not None and seen != server.row_version:
+            raise ConflictError(f"server '{name}' was changed by someone else since you read it; "
+                                f"reload with `server show {name}` and retry")
+        changed = dataclasses.replace(server, **{str(attr): value})
+        validate_server(changed)
+        stored = await uow.servers.update(changed)
+        await uow.audit.append(AuditEntry(actor=ctx.actor, action=f"server.set.{attr}",
+                                          target=f"server {name}", before=server_image(server),
+                                          after=server_image(stored)))
         await uow.commit()
     return stored
 

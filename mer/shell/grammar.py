@@ -25,7 +25,7 @@ NOUNS: dict[str, Noun] = {
     "model": Noun(("list", "show", "add", "set", "remove", "enable", "disable"), "list", "show"),
     "param": Noun(("show", "set", "unset"), None, "show"),
     "weights": Noun(("show", "history", "set", "rollback"), None, "show", names=2),
-    "server": Noun(("list", "show", "add", "remove", "trust", "ping"), "list", "show"),
+    "server": Noun(("list", "show", "add", "set", "remove", "trust", "ping"), "list", "show"),
     "runs": Noun(("list", "show"), "list", "show"),
 }
 

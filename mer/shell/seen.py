@@ -47,3 +47,4 @@ class SeenViews:
     models: dict[str, int] = field(default_factory=dict)  # model ref -> row version
     params: dict[UUID, int] = field(default_factory=dict)  # model id -> parameters' version
     weights: SeenRevisions = field(default_factory=SeenRevisions)
+    servers: dict[str, int] = field(default_factory=dict)  # server name -> row version

@@ -38,6 +38,13 @@ _add.add_argument("--known-hosts", help="known_hosts file for this server")
 _add.add_argument("--max-runs", type=int, default=4)
 add_json(_add)
 
+_set = parser("Change a field of a server: `server set NAME FIELD VALUE` (FIELD: host, port, "
+              "user, identity, known-hosts, max-runs, enabled; `-` clears one).")
+_set.add_argument("name", choices_provider=MerCommands._servers)
+_set.add_argument("field", choices=list(server_svc.SERVER_FIELDS))
+_set.add_argument("value")
+add_json(_set)
+
 _remove = parser("Delete a server (it must have no models).")
 _remove.add_argument("name", choices_provider=MerCommands._servers)
 add_json(_remove)
@@ -71,6 +78,7 @@ class ServerCommands(MerCommands):
     @verb("server", "list", _list)
     def server_list(self, args: argparse.Namespace) -> None:
         servers = self.call(server_svc.list_servers(self.ctx()))
+        self.seen.servers.update({s.name: s.row_version for s in servers})
         self.emit(args, [server_svc.server_image(s) for s in servers], lambda: render.table(
             ["server", "kind", "host", "port", "user", "max runs", "enabled"],
             render.server_rows(servers)))
@@ -78,6 +86,7 @@ class ServerCommands(MerCommands):
     @verb("server", "show", _show)
     def server_show(self, args: argparse.Namespace) -> None:
         server = self.call(server_svc.get_server(self.ctx(), args.name))
+        self.seen.servers[server.name] = server.row_version
         self.emit(args, server_svc.server_image(server), lambda: _server_text(server))
 
     @verb("server", "ping", _ping)
@@ -98,6 +107,14 @@ class ServerCommands(MerCommands):
         stored = self.call(server_svc.add_server(self.ctx(), server))
         self.emit(args, server_svc.server_image(stored),
                   f"added server {stored.name} ({stored.kind})")
+
+    @verb("server", "set", _set, edits=True)
+    def server_set(self, args: argparse.Namespace) -> None:
+        stored = self.call(server_svc.set_server_field(self.ctx(), args.name, args.field,
+                                                       args.value, self.seen.servers))
+        self.seen.servers[stored.name] = stored.row_version
+        self.emit(args, server_svc.server_image(stored),
+                  f"{stored.name}: {args.field} set (row version {stored.row_version})")
 
     @verb("server", "remove", _remove, edits=True, aliases=("rm",))
     def server_remove(self, args: argparse.Namespace) -> None:
