@@ -272,7 +272,15 @@ class FakeExecutor:
     async def check(self, server):  # type: ignore[no-untyped-def]
         return ServerCheck(server=server.name, reachable=True, latency_ms=0.1)
 
-    async def trust(self, server):  # type: ignore[no-untyped-def]
+    async def host_key(self, server):  # type: ignore[no-untyped-def]
+        return "ssh-ed25519 SHA256:fake"
+
+    async def trust(self, server, expect=None):  # type: ignore[no-untyped-def]
+        from mer.errors import HostKeyError
+
+        if expect is not None and expect not in ("ssh-ed25519 SHA256:fake", "SHA256:fake"):
+            raise HostKeyError(f"{server.name} presents ssh-ed25519 SHA256:fake, not the "
+                               f"expected {expect}; nothing was recorded")
         return "ssh-ed25519 SHA256:fake"
 
     async def stop_worker(self, server, model, version=None):  # type: ignore[no-untyped-def]

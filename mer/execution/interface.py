@@ -57,9 +57,15 @@ class Executor(Protocol):
         for an unreachable server: the ServerCheck says so."""
         ...
 
-    async def trust(self, server: Server) -> str:
+    async def host_key(self, server: Server) -> str:
+        """The fingerprint of the host key the server presents now; nothing recorded.
+        Executors without host keys raise ExecutionError."""
+        ...
+
+    async def trust(self, server: Server, expect: str | None = None) -> str:
         """Fetch the server's host key and add it to the known_hosts file; returns its
-        fingerprint. Executors without host keys raise ExecutionError."""
+        fingerprint. With ``expect`` (a fingerprint), another key is refused with
+        HostKeyError and nothing is recorded."""
         ...
 
     async def stop_worker(self, server: Server, model: str, version: str | None = None) -> int:

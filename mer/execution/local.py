@@ -236,8 +236,11 @@ class LocalExecutor(ProcessExecutor):
         return ServerCheck(server=server.name, reachable=True,
                            latency_ms=(time.perf_counter() - t0) * 1000, message="this machine")
 
-    async def trust(self, server: Server) -> str:
+    async def host_key(self, server: Server) -> str:
         raise ExecutionError(f"server '{server.name}' is local: it has no host key to trust")
+
+    async def trust(self, server: Server, expect: str | None = None) -> str:
+        return await self.host_key(server)
 
     async def kill_group(self, server: Server, pgid: int | None, mark: str | None = None) -> bool:
         if pgid is None:  # not recorded: every group that carries the mark

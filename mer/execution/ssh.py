@@ -26,7 +26,14 @@ from mer.domain import RunRequest, Server, ServerCheck
 from mer.errors import ConnectError, ExecutionError, HostKeyError
 from mer.execution.base import ConnectionLost, ProcessExecutor
 from mer.execution.remote_sh import build_kill_group, build_remote_command
-from mer.execution.ssh_connection import Connection, Identity, fingerprint, run_blocking, trust_host_key
+from mer.execution.ssh_connection import (
+    Connection,
+    Identity,
+    fetch_host_key,
+    fingerprint,
+    run_blocking,
+    trust_host_key,
+)
 from mer.execution.ssh_process import SshProcess
 
 __all__ = ["SshExecutor", "build_kill_group", "build_remote_command", "fingerprint"]
@@ -157,9 +164,16 @@ class SshExecutor(ProcessExecutor):
                            host_key_known=True, fingerprint=fingerprint(key) if key else None,
                            message=f"connected in {(t1 - t0) * 1000:.1f} ms")
 
-    async def trust(self, server: Server) -> str:
+    async def host_key(self, server: Server) -> str:
         def fetch() -> str:  # resolving the identity touches the disk too: off the loop
-            return trust_host_key(server, self._identity(server), self._known_hosts(server))
+            return fingerprint(fetch_host_key(server, self._identity(server)))
+
+        return await run_blocking(fetch)
+
+    async def trust(self, server: Server, expect: str | None = None) -> str:
+        def fetch() -> str:
+            return trust_host_key(server, self._identity(server), self._known_hosts(server),
+                                  expect)
 
         return await run_blocking(fetch)
 

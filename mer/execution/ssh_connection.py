@@ -186,14 +186,30 @@ class Connection:
             self.transport = None
 
 
-def trust_host_key(server: Server, identity: Identity, known_hosts: Path) -> str:
-    """Blocking: fetch the server's current host key and append it to ``known_hosts``;
-    returns its fingerprint."""
+def fetch_host_key(server: Server, identity: Identity) -> paramiko.PKey:
+    """Blocking: the key the server presents now (nothing is checked or recorded)."""
     conn = Connection(server, identity)
     transport = conn._open_transport()
     transport.close()
-    key = conn.host_key
-    assert key is not None
+    assert conn.host_key is not None
+    return conn.host_key
+
+
+def same_fingerprint(actual: str, expected: str) -> bool:
+    """``ssh-ed25519 SHA256:abc`` matches itself and ``SHA256:abc`` (as ssh-keygen -l
+    prints it, without the key type)."""
+    expected = expected.strip()
+    return actual == expected or actual.split(" ", 1)[-1] == expected
+
+
+def trust_host_key(server: Server, identity: Identity, known_hosts: Path,
+                   expect: str | None = None) -> str:
+    """Blocking: fetch the server's current host key and append it to ``known_hosts``;
+    returns its fingerprint. With ``expect``, a key of another fingerprint is refused."""
+    key = fetch_host_key(server, identity)
+    if expect is not None and not same_fingerprint(fingerprint(key), expect):
+        raise HostKeyError(f"{server.name} presents {fingerprint(key)}, not the expected "
+                           f"{expect}; nothing was recorded")
     try:
         known_hosts.parent.mkdir(parents=True, exist_ok=True)
         with known_hosts.open("a", encoding="utf-8") as fh:

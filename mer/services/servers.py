@@ -20,7 +20,7 @@ from mer.services.context import ServiceContext, require_edit
 from mer.services.models import find_model
 from mer.validation import validate_server
 
-__all__ = ["add_server", "get_server", "list_servers", "ping", "ping_server",
+__all__ = ["add_server", "get_server", "host_key", "list_servers", "ping", "ping_server",
            "set_server_field", "remove_server",
            "server_image", "trust_server"]
 
@@ -144,12 +144,19 @@ async def ping(ctx: ServiceContext, name: str) -> ServerCheck:
     return await ctx.executors.get(server.kind).check(server)
 
 
-async def trust_server(ctx: ServiceContext, name: str) -> str:
+async def host_key(ctx: ServiceContext, name: str) -> str:
+    """The fingerprint of the host key the server presents now (to show before trusting)."""
+    server = await get_server(ctx, name)
+    return await ctx.executors.get(server.kind).host_key(server)
+
+
+async def trust_server(ctx: ServiceContext, name: str, expect: str | None = None) -> str:
     """Record the server's current host key in its known_hosts file; returns the
-    fingerprint. An edit: it changes what mer will connect to."""
+    fingerprint. With ``expect``, only a key of that fingerprint is recorded. An edit:
+    it changes what mer will connect to."""
     require_edit(ctx)
     server = await get_server(ctx, name)
-    fingerprint = await ctx.executors.get(server.kind).trust(server)
+    fingerprint = await ctx.executors.get(server.kind).trust(server, expect)
     async with ctx.uow() as uow:
         await uow.audit.append(AuditEntry(actor=ctx.actor, action="server.trust",
                                           target=f"server {name}", after={"fingerprint": fingerprint}))

@@ -41,6 +41,24 @@ async def test_unknown_host_key_is_refused_then_trusted(sshd_server, tmp_path: P
         await ex.close()
 
 
+async def test_trust_with_an_expected_fingerprint_records_only_that_key(sshd_server,
+                                                                       tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    server = dataclasses.replace(sshd_server.server, known_hosts=str(known))
+    ex = SshExecutor()
+    try:
+        presented = await ex.host_key(server)
+        assert not known.exists()  # showing the key records nothing
+        with pytest.raises(HostKeyError, match="not the expected SHA256:AAAA; nothing was recorded"):
+            await ex.trust(server, expect="SHA256:AAAA")
+        assert not known.exists()
+        # as ssh-keygen -l prints it: without the key type
+        assert await ex.trust(server, expect=presented.split(" ", 1)[1]) == presented
+        assert (await ex.check(server)).host_key_known is True
+    finally:
+        await ex.close()
+
+
 async def test_changed_host_key_is_refused(sshd_server, tmp_path: Path) -> None:
     import subprocess
 

@@ -178,3 +178,26 @@ def test_run_over_ssh_through_the_shell(mer: Mer, sshd_server) -> None:
     assert '"input": "over ssh"' in done.stdout
     record = json.loads(mer("--json", "-c", "runs --limit 1").stdout)[0]
     assert record["server"] == "box" and record["status"] == "succeeded"
+
+
+def test_model_remove_asks_in_a_terminal_and_needs_yes_in_a_script(mer: Mer) -> None:
+    child = _spawn(mer, "--allow-edit")
+    try:
+        child.sendline("model remove echo")
+        child.expect_exact("remove echo with its parameters, weights and their history? [y/N]")
+        child.sendline("n")
+        child.expect_exact("nothing removed")
+        child.sendline("model remove echo")
+        child.expect_exact("[y/N]")
+        child.sendline("y")
+        child.expect_exact("removed echo@1")
+        child.sendline("quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    done = mer("--allow-edit", "-c", "model remove linear")
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("error: remove linear with its parameters, weights and their "
+                                   "history: in a script, add --yes to confirm")
+    assert "linear" in mer("-c", "models").stdout
+    assert mer("--allow-edit", "-c", "model remove linear --yes").returncode == 0

@@ -19,7 +19,8 @@ EVERY_COMMAND = [
     "model add x --server local --command true", "model set x description two words",
     "model disable x", "model enable x", "param set lin lr 0.1", "param unset lin lr",
     "weights set lin w --values 1,2", "weights set lin w[0]=3", "weights rollback lin w 1",
-    "server add s2 --kind local", "server trust local", "server remove s2", "model remove x",
+    "server add s2 --kind local", "server trust local --yes", "server trust local --fingerprint SHA256:fake",
+    "server remove s2", "model remove x --yes",
 ]
 
 

@@ -59,3 +59,16 @@ def test_server_set_from_a_stale_view_is_refused(two) -> None:  # type: ignore[n
     assert done.failed and "changed by someone else" in done.err
     assert json.loads(a("server show gpu --json").out)["port"] == 2200
     assert not a("server set gpu port 2300").failed  # it has now seen the change
+
+
+def test_trust_in_a_script_needs_yes_or_the_expected_fingerprint(two) -> None:  # type: ignore[no-untyped-def]
+    a, _ = two
+    done = a("server trust local")
+    assert done.failed and done.err.strip() == (
+        "error: local presents ssh-ed25519 SHA256:fake; trust it: in a script, add --yes or "
+        "--fingerprint SHA256:... to confirm")
+    done = a("server trust local --fingerprint SHA256:other")
+    assert done.failed and "not the expected SHA256:other; nothing was recorded" in done.err
+    assert not any(e.action == "server.trust" for e in a.store.audit)
+    assert "trusted local: ssh-ed25519 SHA256:fake" in a("server trust local --fingerprint SHA256:fake").out
+    assert not a("server trust local --yes").failed

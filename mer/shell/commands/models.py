@@ -60,8 +60,10 @@ _set.add_argument("field", choices_provider=MerCommands._fields)
 _set.add_argument("value", nargs="+", help="the new value; several words are one value")
 add_json(_set)
 
-_remove = parser("Delete a model with its parameters and weights.")
+_remove = parser("Delete a model with its parameters and weights (asks first in a terminal; "
+                 "--yes in scripts).")
 _model_arg(_remove)
+_remove.add_argument("--yes", action="store_true", help="do not ask")
 add_json(_remove)
 _enable = parser("Allow runs of a model.")
 _model_arg(_enable)
@@ -179,6 +181,10 @@ class ModelCommands(MerCommands):
 
     @verb("model", "remove", _remove, edits=True, aliases=("rm",))
     def model_remove(self, args: argparse.Namespace) -> None:
+        question = f"remove {args.model} with its parameters, weights and their history?"
+        if not self.shell.confirm(question, args.yes):
+            self.emit(args, {"removed": None}, "nothing removed")
+            return
         removed = self.call(model_svc.remove_model(self.ctx(), args.model, self.seen.models))
         self.seen.models.pop(removed.ref, None)
         self.emit(args, {"removed": removed.ref}, f"removed {removed.ref}")

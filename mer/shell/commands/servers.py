@@ -49,8 +49,12 @@ _remove = parser("Delete a server (it must have no models).")
 _remove.add_argument("name", choices_provider=MerCommands._servers)
 add_json(_remove)
 
-_trust = parser("Fetch an SSH server's host key and add it to known_hosts.")
+_trust = parser("Fetch an SSH server's host key and add it to known_hosts: in a terminal "
+                "after you check its fingerprint; in a script with --yes, or --fingerprint to "
+                "accept only the key you expect.")
 _trust.add_argument("name", choices_provider=MerCommands._servers)
+_trust.add_argument("--yes", action="store_true", help="trust the key the server presents now")
+_trust.add_argument("--fingerprint", metavar="SHA256:...", help="trust only a key of this fingerprint")
 add_json(_trust)
 
 
@@ -123,6 +127,13 @@ class ServerCommands(MerCommands):
 
     @verb("server", "trust", _trust, edits=True)
     def server_trust(self, args: argparse.Namespace) -> None:
-        fingerprint = self.call(server_svc.trust_server(self.ctx(), args.name))
-        self.emit(args, {"server": args.name, "fingerprint": fingerprint},
+        expect = args.fingerprint
+        if expect is None and not args.yes:
+            expect = self.call(server_svc.host_key(self.ctx(), args.name))
+            if not self.shell.confirm(f"{args.name} presents {expect}; trust it?", False,
+                                      "--yes or --fingerprint SHA256:..."):
+                self.emit(args, {"server": args.name, "trusted": False}, "not trusted")
+                return
+        fingerprint = self.call(server_svc.trust_server(self.ctx(), args.name, expect))
+        self.emit(args, {"server": args.name, "fingerprint": fingerprint, "trusted": True},
                   f"trusted {args.name}: {fingerprint}")
