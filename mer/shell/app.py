@@ -12,7 +12,6 @@ file (on screen too with --debug). A command's bad arguments are one line too
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import logging
 import sys
@@ -23,18 +22,16 @@ from typing import Any
 
 import cmd2
 from cmd2.exceptions import Cmd2ArgparseError
-from cmd2.string_utils import strip_style
 
 from mer.bootstrap import Runtime
 from mer.errors import EXIT_OUTPUT_CLOSED, MerError, UsageError
 from mer.logfile import internal_error_line
 from mer.services.context import ServiceContext
-from mer.shell import grammar, render
+from mer.shell import grammar
 from mer.shell.bridge import AsyncBridge, InlineBridge
 from mer.shell.commands import COMMAND_SETS
-from mer.shell.commands.base import command
 from mer.shell.completion import CompletionCache, build_cache
-from mer.shell.parsing import BadArguments, LiteralStatementParser, MerArgumentParser, add_json, parser
+from mer.shell.parsing import BadArguments, LiteralStatementParser, MerArgumentParser
 from mer.shell.seen import SeenViews
 
 __all__ = ["MerShell"]
@@ -48,13 +45,6 @@ cmd2.set_default_argument_parser(MerArgumentParser)
 HIDDEN_BUILTINS = ("alias", "macro", "shortcuts", "run_script", "_relative_run_script")
 # Commands after which the names Tab completes may have changed.
 EDITING_COMMANDS = ("model", "param", "server", "weights")
-
-_settings = parser("Show the shell's settings, or change one: `settings NAME VALUE`.")
-_settings.add_argument("name", nargs="?", help="a setting (see `settings`)")
-_settings.add_argument("value", nargs="?", help="its new value")
-add_json(_settings)
-
-_refresh = parser("Refresh the names that Tab completes.")
 
 
 class MerShell(cmd2.Cmd):
@@ -211,43 +201,6 @@ class MerShell(cmd2.Cmd):
                 log.debug("completion refresh failed", exc_info=True)
 
         self._refreshing = self.bridge.submit(rebuild())
-
-    # -- the shell's own commands ------------------------------------------------------
-
-    @command(_settings, "Shell")
-    def do_settings(self, args: argparse.Namespace) -> None:
-        """Show or change the shell's settings."""
-        if args.name is not None and args.name not in self.settables:
-            raise UsageError(f"no setting '{args.name}'; see `settings`")
-        if args.value is not None:
-            try:
-                self.settables[args.name].value = args.value
-            except ValueError as err:
-                raise UsageError(f"setting {args.name}: {err}") from None
-        names = [args.name] if args.name else sorted(self.settables)
-        values = {name: self.settables[name].value for name in names}
-        rows = [[name, values[name], strip_style(self.settables[name].description)]
-                for name in names]
-        self.emit(args, values, lambda: render.table(["setting", "value", "description"], rows))
-
-    @command(_refresh, "Shell")
-    def do_refresh(self, _: argparse.Namespace) -> None:
-        """Refresh completion names."""
-        self.cache = self.call(build_cache(self.ctx))
-
-    # The shell is its own command set for the two commands above.
-    @property
-    def shell(self) -> MerShell:
-        return self
-
-    def want_json(self, args: argparse.Namespace) -> bool:
-        return self.json_output or bool(getattr(args, "json", False))
-
-    def emit(self, args: argparse.Namespace, image: Any, text: str | Callable[[], str]) -> None:
-        if self.want_json(args):
-            self.out(render.dumps(image))
-        else:
-            self.out(text if isinstance(text, str) else text())
 
 
 # Built-ins that run arbitrary code or could get around the edit gate are removed (set to

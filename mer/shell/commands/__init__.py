@@ -5,9 +5,10 @@ from mer.shell.commands.models import ModelCommands
 from mer.shell.commands.running import RunCommands
 from mer.shell.commands.runs import RunLogCommands
 from mer.shell.commands.servers import ServerCommands
+from mer.shell.commands.shell import ShellCommands
 from mer.shell.commands.weights import WeightCommands
 
 COMMAND_SETS = (ModelCommands, WeightCommands, ServerCommands, RunCommands, RunLogCommands,
-                AuditCommands)
+                AuditCommands, ShellCommands)
 
 __all__ = ["COMMAND_SETS"]
