@@ -4,6 +4,10 @@ Alembic's command functions are synchronous; they run inside
 ``await connection.run_sync(...)`` with the connection shared through
 ``config.attributes`` (Alembic's "connection sharing" recipe), so they work inside
 mer's one event loop and never call asyncio.run themselves.
+
+The script directory is mer/db/migrations, inside the package: a wheel or pipx install
+migrates with no source tree and no alembic.ini (the repository's alembic.ini is for
+``alembic`` run by hand from the root).
 """
 
 from __future__ import annotations
@@ -24,12 +28,12 @@ from mer.errors import UsageError
 
 __all__ = ["MigrationStatus", "downgrade", "ensure_schema", "status", "upgrade"]
 
-ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = Path(__file__).resolve().parent / "migrations"
 
 
 def _config(connection: Connection | None = None) -> Config:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SCRIPTS))
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg

@@ -2,7 +2,7 @@
 
 JSON is JSONB on PostgreSQL; a weight vector is a little-endian float64 blob (bytea /
 BLOB), which BASELINES.md measured at ~10x faster than float8[] and ~35x faster than
-JSON for a 1M-float round trip. Imported only by mer/db and alembic/env.py.
+JSON for a 1M-float round trip. Imported only by mer/db (and its migrations/env.py).
 """
 
 from __future__ import annotations
