@@ -1,4 +1,5 @@
-"""`mer-migrate up|down|status`: run the schema migrations and load the model catalog.
+"""`mer-migrate up|down|status`: run the schema migrations and seed the database from the
+model catalog.
 
 Exit status: 0 done, 1 a failure (database unreachable, migration failed), 2 a usage or
 configuration error (bad flags, bad URL, malformed catalog). Errors are one line on
@@ -12,6 +13,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from mer.cli_args import OneLineParser
 from mer.config import Settings, load_settings
@@ -30,9 +32,12 @@ def _parser() -> OneLineParser:
     p.add_argument("--database-url", help="SQLAlchemy URL (default: MER_DATABASE_URL or "
                    "the embedded SQLite database)")
     sub = p.add_subparsers(dest="action", required=True, metavar="{up,down,status}")
-    up = sub.add_parser("up", help="apply pending migrations, then load the catalog")
+    up = sub.add_parser("up", help="apply pending migrations, then add what the catalog has "
+                        "and the database lacks (nothing that exists is changed)")
     up.add_argument("--steps", type=int, help="apply only N migrations")
     up.add_argument("--catalog", type=Path, help="TOML model catalog to load (default: MER_CATALOG)")
+    up.add_argument("--if-new", action="store_true",
+                    help="load the catalog only into a new database (one this run created)")
     down = sub.add_parser("down", help="revert migrations (one by default)")
     group = down.add_mutually_exclusive_group()
     group.add_argument("--steps", type=int, default=1, help="revert N migrations (default 1)")
@@ -54,20 +59,31 @@ async def _main(args: argparse.Namespace, settings: Settings) -> None:
             print(f"head:     {st.head}")
             print(f"pending:  {', '.join(st.pending) if st.pending else 'none'}")
         elif args.action == "up":
+            new = args.if_new and (await status(engine)).current is None
             applied = await upgrade(engine, steps=args.steps)
             print(f"applied {', '.join(applied)}" if applied else "already at head")
             catalog = args.catalog or settings.catalog
-            if catalog is not None:
+            if catalog is not None and args.if_new and not new:
+                print(f"catalog {catalog}: not loaded into an existing database "
+                      f"(it holds what admins made of it)")
+            elif catalog is not None:
                 from mer.db.catalog import load_catalog
                 from mer.db.uow import make_uow_factory
 
-                report = await load_catalog(catalog, make_uow_factory(engine))
+                report = await load_catalog(catalog, make_uow_factory(engine),
+                                            _executors(settings).kinds())
                 print(f"catalog {catalog}: {report.summary()}")
         else:
             reverted = await downgrade(engine, steps=None if args.all else args.steps)
             print(f"reverted {', '.join(reverted)}" if reverted else "nothing to revert")
     finally:
         await engine.dispose()
+
+
+def _executors(settings: Settings) -> Any:
+    from mer.execution.registry import ExecutorRegistry
+
+    return ExecutorRegistry(known_hosts=str(settings.resolved_known_hosts))
 
 
 def main(argv: list[str] | None = None) -> int:

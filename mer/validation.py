@@ -15,17 +15,26 @@ Imports: mer.domain and mer.errors only.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mer.domain import FRAMINGS, MODES, ModelConfig, Server
 from mer.errors import UsageError
 
-__all__ = ["check_argv", "check_env", "check_params", "check_text", "validate_model",
-           "validate_server"]
+__all__ = ["InvalidField", "check_argv", "check_env", "check_params", "check_text",
+           "validate_model", "validate_server"]
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _BAD_CHARS = (("\0", "a NUL byte"), ("\n", "a newline"), ("\r", "a carriage return"))
+
+
+class InvalidField(UsageError):
+    """A rule broken by one field; ``field`` names it (as the catalog file spells it), so
+    a caller that reports an entry (the catalog loader) can name the field too."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def _bad_char(value: str, nul_only: bool = False) -> str | None:
@@ -37,7 +46,7 @@ def check_text(field: str, value: str | None, *, nul_only: bool = False) -> None
     """Refuse NUL, newline and carriage return in one text field (``nul_only``: NUL)."""
     bad = _bad_char(value, nul_only) if value is not None else None
     if bad:
-        raise UsageError(f"{field}: contains {bad}; remove it")
+        raise InvalidField(field, f"{field}: contains {bad}; remove it")
 
 
 def check_argv(field: str, argv: list[str] | None, *, nul_only: bool = False) -> None:
@@ -47,9 +56,9 @@ def check_argv(field: str, argv: list[str] | None, *, nul_only: bool = False) ->
     for i, word in enumerate(argv, start=1):
         bad = _bad_char(word, nul_only)
         if bad:
-            raise UsageError(f"{field}: argument {i} contains {bad}; remove it")
+            raise InvalidField(field, f"{field}: argument {i} contains {bad}; remove it")
     if argv[0].startswith("-"):
-        raise UsageError(f"{field}: the program {argv[0]!r} starts with '-', which a shell "
+        raise InvalidField(field, f"{field}: the program {argv[0]!r} starts with '-', which a shell "
                          f"or env would take as an option; name the program first")
 
 
@@ -57,7 +66,7 @@ def check_env(env: Mapping[str, str], field: str = "env", *, nul_only: bool = Fa
     """Keys are variable names (they cannot be options of env); values plain text."""
     for key, value in env.items():
         if not isinstance(key, str) or not ENV_NAME.match(key):
-            raise UsageError(f"{field}: key {key!r} is not a variable name "
+            raise InvalidField(field, f"{field}: key {key!r} is not a variable name "
                              f"(letters, digits and '_', not starting with a digit)")
         check_text(f"{field}.{key}", value, nul_only=nul_only)
 
@@ -70,7 +79,7 @@ def check_params(value: Any, field: str = "parameters") -> None:
         for key, item in value.items():
             bad = _bad_char(str(key))
             if bad:
-                raise UsageError(f"{field}: key {key!r} contains {bad}; remove it")
+                raise InvalidField(field, f"{field}: key {key!r} contains {bad}; remove it")
             check_params(item, f"{field}.{key}")
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
@@ -83,36 +92,41 @@ def validate_model(model: ModelConfig) -> None:
     check_text("version", model.version)
     check_text("server", model.server)
     if not model.name or any(c.isspace() or c in "@/" for c in model.name):
-        raise UsageError(f"model name '{model.name}' must be non-empty, without spaces, '@' or '/'")
+        raise InvalidField("name", f"model name '{model.name}' must be non-empty, without spaces, "
+                           "'@' or '/'")
     if not model.version or any(c.isspace() for c in model.version):
-        raise UsageError(f"model version '{model.version}' must be non-empty, without spaces")
+        raise InvalidField("version", f"model version '{model.version}' must be non-empty, "
+                           "without spaces")
     if not model.command:
-        raise UsageError("--command must name a program to run")
+        raise InvalidField("command", "--command must name a program to run")
     check_argv("command", model.command)
     check_argv("train_command", model.train_command)
     check_text("workdir", model.workdir)
     check_env(model.env)
     if model.mode not in MODES:
-        raise UsageError(f"mode '{model.mode}' is not one of {', '.join(MODES)}")
+        raise InvalidField("mode", f"mode '{model.mode}' is not one of {', '.join(MODES)}")
     if model.framing not in FRAMINGS:
-        raise UsageError(f"framing '{model.framing}' is not one of {', '.join(FRAMINGS)}")
+        raise InvalidField("framing", f"framing '{model.framing}' is not one of {', '.join(FRAMINGS)}")
     if model.timeout is not None and model.timeout <= 0:
-        raise UsageError("timeout must be a positive number of seconds")
+        raise InvalidField("timeout", "timeout must be a positive number of seconds")
 
 
-def validate_server(server: Server) -> None:
-    """Every rule for a server that needs no executor; raises UsageError naming the field."""
+def validate_server(server: Server, kinds: Iterable[str] | None = None) -> None:
+    """Every rule for a server; ``kinds``: the server kinds that have an executor (None:
+    not checked). Raises InvalidField (a UsageError) naming the field."""
     for field in ("name", "kind", "host", "user", "identity_file", "known_hosts"):
         check_text(field, getattr(server, field))
     if not server.name or any(c.isspace() for c in server.name):
-        raise UsageError(f"server name '{server.name}' must be non-empty, without spaces")
+        raise InvalidField("name", f"server name '{server.name}' must be non-empty, without spaces")
+    if kinds is not None and server.kind not in (known := sorted(kinds)):
+        raise InvalidField("kind", f"kind '{server.kind}' is not one of {', '.join(known)}")
     if server.host is not None and (server.host.startswith("-") or any(c.isspace() for c in server.host)):
-        raise UsageError(f"host {server.host!r} must not start with '-' or contain spaces")
+        raise InvalidField("host", f"host {server.host!r} must not start with '-' or contain spaces")
     if server.user is not None and server.user.startswith("-"):
-        raise UsageError(f"user {server.user!r} must not start with '-'")
+        raise InvalidField("user", f"user {server.user!r} must not start with '-'")
     if server.kind == "ssh" and not server.host:
-        raise UsageError("an ssh server needs --host")
+        raise InvalidField("host", "an ssh server needs --host")
     if server.port is not None and not 0 < server.port < 65536:
-        raise UsageError(f"port {server.port} is not a TCP port (1-65535)")
+        raise InvalidField("port", f"port {server.port} is not a TCP port (1-65535)")
     if server.max_runs < 1:
-        raise UsageError("--max-runs must be at least 1")
+        raise InvalidField("max_runs", "--max-runs must be at least 1")

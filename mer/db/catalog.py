@@ -1,10 +1,16 @@
 """Load a TOML model catalog (servers, models, parameters, initial weights) into the
-database, idempotently and in one transaction.
+database: the catalog seeds, it does not overwrite.
 
-Loading the same file twice changes nothing; a changed entry updates its row (its
-row_version goes up); a weight vector gets a new revision only when its values changed.
-Every change is written to the audit log as actor ``catalog``. A malformed file raises
-ConfigError naming the file, the entry and the problem, and nothing is written.
+A load adds what is missing and changes nothing that exists: a server, model, parameter
+or weight vector already in the database stays exactly as it is (an admin's live edits,
+a disabled model), and one that a load has offered before (table catalog_seeds) is not
+offered again, so what an admin removed stays removed. Loading the same file twice
+changes nothing. Overwriting is `mer-migrate sync` (mer/services/catalog_sync.py), an
+explicit, audited admin act.
+
+Every entry goes through the shell's rule set (mer/validation.py) first: a bad entry
+raises ConfigError naming the file, the entry and the field, and nothing is written.
+What a load adds is written to the audit log as actor ``catalog:<os user>``.
 
     [[servers]]
     name = "local"
@@ -26,19 +32,21 @@ ConfigError naming the file, the entry and the problem, and nothing is written.
 
 from __future__ import annotations
 
-import dataclasses
 import getpass
 import tomllib
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mer.db.interfaces import UnitOfWork, UnitOfWorkFactory
-from mer.domain import FRAMINGS, MODES, AuditEntry, ModelConfig, Server, to_vector, vector_sha256
+from mer.domain import FRAMINGS, MODES, AuditEntry, ModelConfig, Server, to_vector
 from mer.errors import ConfigError, MerError, UsageError
-from mer.validation import check_params, validate_model, validate_server
+from mer.validation import InvalidField, check_params, check_text, validate_model, validate_server
 
-__all__ = ["CatalogReport", "load_catalog", "parse_catalog"]
+__all__ = ["Catalog", "CatalogReport", "ModelEntry", "ServerEntry", "load_catalog",
+           "parse_catalog", "seed_keys"]
 
 ACTOR = "catalog"
 
@@ -54,28 +62,56 @@ _MODEL_FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class ServerEntry:
+    server: Server
+    stated: frozenset[str]  # the keys the file gives (sync compares only those)
+    where: str  # the entry, for messages: "servers[0] 'gpu1'"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    config: ModelConfig
+    parameters: dict[str, Any]
+    weights: dict[str, array]
+    stated: frozenset[str]
+    where: str  # "models[2] 'linear@1'"
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    path: Path
+    servers: list[ServerEntry]
+    models: list[ModelEntry]
+
+
+def seed_keys(catalog: Catalog) -> Iterator[tuple[str, str]]:
+    """Every entry of the catalog as a catalog_seeds key."""
+    for s in catalog.servers:
+        yield "server", s.server.name
+    for m in catalog.models:
+        ref = m.config.ref
+        yield "model", ref
+        yield from (("param", f"{ref}/{key}") for key in m.parameters)
+        yield from (("weights", f"{ref}/{name}") for name in m.weights)
+
+
 @dataclass
 class CatalogReport:
-    added: dict[str, int] = field(default_factory=lambda: {"servers": 0, "models": 0})
-    updated: dict[str, int] = field(default_factory=lambda: {"servers": 0, "models": 0,
-                                                              "parameters": 0})
-    unchanged: int = 0
-    weight_revisions: int = 0
+    added: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("servers", "models", "parameters", "weights"), 0))
+    present: int = 0  # entries already in the database, left as they are
+    removed: list[str] = field(default_factory=list)  # offered before, since removed
 
     def summary(self) -> str:
-        return (
-            f"servers: {self.added['servers']} added, {self.updated['servers']} updated; "
-            f"models: {self.added['models']} added, {self.updated['models']} updated; "
-            f"parameters: {self.updated['parameters']} changed; "
-            f"weights: {self.weight_revisions} new revisions; {self.unchanged} unchanged"
-        )
-
-
-@dataclass
-class _ModelEntry:
-    config: ModelConfig
-    parameters: dict[str, Any] | None
-    weights: dict[str, Any]
+        a = self.added
+        text = (f"servers: {a['servers']} added; models: {a['models']} added; "
+                f"parameters: {a['parameters']} added; weight vectors: {a['weights']} added; "
+                f"{self.present} already there, left as they are")
+        if self.removed:
+            text += (f"; {len(self.removed)} removed since an earlier load, not restored "
+                     f"({', '.join(self.removed)}; `mer-migrate sync` restores them)")
+        return text
 
 
 def _check_fields(where: str, entry: Any, spec: dict[str, tuple[type, ...]]) -> None:
@@ -99,8 +135,10 @@ def _argv(where: str, key: str, value: list[Any], catalog_dir: str) -> list[str]
     return [a.replace("${CATALOG_DIR}", catalog_dir) for a in value]
 
 
-def parse_catalog(path: Path) -> tuple[list[Server], list[_ModelEntry]]:
-    """Read and validate the file; raises ConfigError naming the file and entry."""
+def parse_catalog(path: Path, kinds: Iterable[str] | None = None) -> Catalog:
+    """Read and validate the file with the shell's rules (``kinds``: the server kinds that
+    have an executor; None: not checked). Raises ConfigError naming the file, the entry
+    and the field."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
@@ -108,33 +146,40 @@ def parse_catalog(path: Path) -> tuple[list[Server], list[_ModelEntry]]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from err
     try:
-        return _parse(data, str(path.resolve().parent))
+        servers, models = _parse(data, str(path.resolve().parent), kinds)
     except ValueError as err:
         raise ConfigError(f"{path}: {err}") from err
+    return Catalog(path, servers, models)
 
 
-def _parse(data: dict[str, Any], catalog_dir: str) -> tuple[list[Server], list[_ModelEntry]]:
+def _parse(data: dict[str, Any], catalog_dir: str, kinds: Iterable[str] | None,
+           ) -> tuple[list[ServerEntry], list[ModelEntry]]:
     unknown = set(data) - {"servers", "models"}
     if unknown:
         raise ValueError(f"unknown top-level key(s) {sorted(unknown)}; use [[servers]] and [[models]]")
-    servers: list[Server] = []
+    for table in ("servers", "models"):
+        if not isinstance(data.get(table, []), list):
+            raise ValueError(f"{table} must be an array of tables: [[{table}]]")
+    kinds = None if kinds is None else list(kinds)
+    servers: list[ServerEntry] = []
     for i, entry in enumerate(data.get("servers", [])):
         where = f"servers[{i}]" + (f" '{entry.get('name')}'" if isinstance(entry, dict) else "")
         _check_fields(where, entry, _SERVER_FIELDS)
-        if entry["name"] in {s.name for s in servers}:
+        if entry["name"] in {s.server.name for s in servers}:
             raise ValueError(f"{where}: server '{entry['name']}' is listed twice")
         server = Server(**entry)
-        _apply_rules(where, validate_server, server)
-        servers.append(server)
+        _apply_rules(where, validate_server, server, kinds)
+        servers.append(ServerEntry(server, frozenset(entry), where))
 
-    models: list[_ModelEntry] = []
+    models: list[ModelEntry] = []
     seen: set[tuple[str, str]] = set()
     for i, entry in enumerate(data.get("models", [])):
         ref = f"{entry.get('name')}@{entry.get('version', '1')}" if isinstance(entry, dict) else ""
         where = f"models[{i}] '{ref}'"
         _check_fields(where, entry, _MODEL_FIELDS)
         entry = dict(entry)
-        params = entry.pop("parameters", None)
+        stated = frozenset(entry) - {"parameters", "weights"}
+        params = entry.pop("parameters", {})
         weights = entry.pop("weights", {})
         entry["version"] = str(entry.get("version", "1"))
         if (entry["name"], entry["version"]) in seen:
@@ -157,6 +202,9 @@ def _parse(data: dict[str, Any], catalog_dir: str) -> tuple[list[Server], list[_
         if "timeout" in entry:
             entry["timeout"] = float(entry["timeout"])
         for name, values in weights.items():
+            if not name:
+                raise ValueError(f"{where}: weights: a vector needs a name")
+            _apply_rules(where, check_text, f"weights.{name}", name)
             if not isinstance(values, list):
                 raise ValueError(f"{where}: weights.{name} must be a list of numbers")
             try:
@@ -165,98 +213,125 @@ def _parse(data: dict[str, Any], catalog_dir: str) -> tuple[list[Server], list[_
                 raise ValueError(f"{where}: weights.{name}: {err}") from None
         model = ModelConfig(**entry)
         _apply_rules(where, validate_model, model)
-        _apply_rules(where, check_params, params or {})
-        models.append(_ModelEntry(model, params, weights))
+        _apply_rules(where, check_params, params)
+        models.append(ModelEntry(model, params, weights, stated, where))
     return servers, models
 
 
-def _apply_rules(where: str, rule: Any, value: Any) -> None:
-    """The services' own rules (mer/validation.py), reported like the file's other errors."""
+def _apply_rules(where: str, rule: Any, *args: Any) -> None:
+    """The services' own rules (mer/validation.py), reported like the file's other errors:
+    the entry, then the field it names."""
     try:
-        rule(value)
+        rule(*args)
+    except InvalidField as err:
+        message = str(err)
+        if not message.startswith(err.field):
+            message = f"{err.field}: {message}"
+        raise ValueError(f"{where}: {message}") from None
     except UsageError as err:
         raise ValueError(f"{where}: {err}") from None
 
 
-_SERVER_COMPARE = ("kind", "host", "port", "user", "identity_file", "known_hosts", "max_runs",
-                   "enabled")
-_MODEL_COMPARE = ("server", "command", "train_command", "mode", "framing", "workdir", "env",
-                  "timeout", "description", "enabled")
 
-
-def _image(obj: Any, keys: tuple[str, ...]) -> dict[str, Any]:
-    return {k: getattr(obj, k) for k in keys}
-
-
-async def load_catalog(path: Path, uow_factory: UnitOfWorkFactory) -> CatalogReport:
-    """Load ``path`` into the database in one transaction; returns what changed."""
-    servers, models = parse_catalog(path)
+async def load_catalog(path: Path, uow_factory: UnitOfWorkFactory,
+                       kinds: Iterable[str] | None = None) -> CatalogReport:
+    """Add what the catalog at ``path`` has and the database lacks, in one transaction;
+    change nothing that exists and restore nothing offered before. Returns what it did.
+    Raises ConfigError (naming file, entry and field) for a bad catalog."""
+    catalog = parse_catalog(path, kinds)
     report = CatalogReport()
     async with uow_factory() as uow:
+        seeded = await uow.seeds.all()
+        loader = _Loader(uow, seeded, report)
         try:
-            for server in servers:
-                await _load_server(uow, server, report)
-            for entry in models:
-                await _load_model(uow, entry, report)
+            for entry in catalog.servers:
+                await loader.server(entry)
+            for model in catalog.models:
+                await loader.model(model)
         except MerError as err:
             raise ConfigError(f"{path}: {err}") from err
+        await uow.seeds.add(seed_keys(catalog))
         await uow.commit()
     return report
 
 
-async def _audit(uow: UnitOfWork, action: str, target: str, before: Any, after: Any) -> None:
-    await uow.audit.append(AuditEntry(actor=f"{ACTOR}:{getpass.getuser()}", action=action,
-                                      target=target, before=before, after=after))
+@dataclass
+class _Loader:
+    uow: UnitOfWork
+    seeded: set[tuple[str, str]]
+    report: CatalogReport
+
+    async def _audit(self, action: str, target: str, after: Any) -> None:
+        await self.uow.audit.append(AuditEntry(actor=f"{ACTOR}:{getpass.getuser()}",
+                                               action=action, target=target, after=after))
+
+    def _gone(self, kind: str, key: str) -> bool:
+        """Offered before and not there now: removed, and stays removed."""
+        if (kind, key) in self.seeded:
+            self.report.removed.append(f"{kind} {key}")
+            return True
+        return False
+
+    async def server(self, entry: ServerEntry) -> None:
+        server = entry.server
+        if await self.uow.servers.get(server.name) is not None:
+            self.report.present += 1
+        elif not self._gone("server", server.name):
+            stored = await self.uow.servers.add(server)
+            self.report.added["servers"] += 1
+            await self._audit("server.add", f"server {server.name}", _server_image(stored))
+
+    async def model(self, entry: ModelEntry) -> None:
+        model = entry.config
+        current = await self.uow.models.get(model.name, model.version)
+        if current is None:
+            if self._gone("model", model.ref):
+                return
+            if await self.uow.servers.get(model.server) is None:
+                raise UsageError(f"{entry.where}: server: no server '{model.server}' in the "
+                                 "catalog or the database")
+            current = await self.uow.models.add(model)
+            self.report.added["models"] += 1
+            await self._audit("model.add", f"model {model.ref}", _model_image(current))
+        else:
+            self.report.present += 1
+        await self._parameters(current, entry.parameters)
+        for name, values in entry.weights.items():
+            await self._weights(current, name, values)
+
+    async def _parameters(self, model: ModelConfig, wanted: dict[str, Any]) -> None:
+        params = await self.uow.parameters.get(model.id)
+        new = {k: v for k, v in wanted.items()
+               if k not in params.values and not self._gone("param", f"{model.ref}/{k}")}
+        if not new:
+            return
+        before = {k: None for k in new}
+        params.values = {**params.values, **new}
+        await self.uow.parameters.set(params)
+        self.report.added["parameters"] += len(new)
+        await self.uow.audit.append(AuditEntry(actor=f"{ACTOR}:{getpass.getuser()}",
+                                               action="param.set", target=f"model {model.ref}",
+                                               before=before, after=new))
+
+    async def _weights(self, model: ModelConfig, name: str, values: array) -> None:
+        if await self.uow.weights.get(model.id, name) is not None:
+            return
+        if self._gone("weights", f"{model.ref}/{name}"):
+            return
+        rev = await self.uow.weights.append(model.id, name, values, author=ACTOR,
+                                            note="loaded from the catalog")
+        self.report.added["weights"] += 1
+        await self._audit("weights.set", f"weights {model.ref}/{name}",
+                          {"revision": rev.revision, "sha256": rev.sha256, "length": rev.length,
+                           "note": "loaded from the catalog"})
 
 
-async def _load_server(uow: UnitOfWork, server: Server, report: CatalogReport) -> None:
-    current = await uow.servers.get(server.name)
-    if current is None:
-        await uow.servers.add(server)
-        report.added["servers"] += 1
-        await _audit(uow, "server.add", f"server {server.name}", None,
-                     _image(server, _SERVER_COMPARE))
-    elif _image(current, _SERVER_COMPARE) != _image(server, _SERVER_COMPARE):
-        await uow.servers.update(dataclasses.replace(
-            server, id=current.id, row_version=current.row_version))
-        report.updated["servers"] += 1
-        await _audit(uow, "server.update", f"server {server.name}",
-                     _image(current, _SERVER_COMPARE), _image(server, _SERVER_COMPARE))
-    else:
-        report.unchanged += 1
+def _server_image(s: Server) -> dict[str, Any]:
+    return {k: getattr(s, k) for k in ("name", "kind", "host", "port", "user", "identity_file",
+                                       "known_hosts", "max_runs", "enabled")}
 
 
-async def _load_model(uow: UnitOfWork, entry: _ModelEntry, report: CatalogReport) -> None:
-    model = entry.config
-    current = await uow.models.get(model.name, model.version)
-    if current is None:
-        current = await uow.models.add(model)
-        report.added["models"] += 1
-        await _audit(uow, "model.add", f"model {model.ref}", None, _image(model, _MODEL_COMPARE))
-    elif _image(current, _MODEL_COMPARE) != _image(model, _MODEL_COMPARE):
-        before = _image(current, _MODEL_COMPARE)
-        current = await uow.models.update(dataclasses.replace(
-            model, id=current.id, row_version=current.row_version))
-        report.updated["models"] += 1
-        await _audit(uow, "model.update", f"model {model.ref}", before,
-                     _image(model, _MODEL_COMPARE))
-    else:
-        report.unchanged += 1
-
-    if entry.parameters is not None:
-        params = await uow.parameters.get(current.id)
-        if params.values != entry.parameters:
-            before = params.values
-            params.values = entry.parameters
-            await uow.parameters.set(params)
-            report.updated["parameters"] += 1
-            await _audit(uow, "param.replace", f"model {model.ref}", before, entry.parameters)
-
-    for name, values in entry.weights.items():
-        latest = await uow.weights.get(current.id, name)
-        if latest is None or latest.sha256 != vector_sha256(values):
-            rev = await uow.weights.append(current.id, name, values, author=ACTOR,
-                                           note="loaded from the catalog")
-            report.weight_revisions += 1
-            await _audit(uow, "weights.set", f"weights {model.ref}/{name}",
-                         latest.revision if latest else None, rev.revision)
+def _model_image(m: ModelConfig) -> dict[str, Any]:
+    return {k: getattr(m, k) for k in ("name", "version", "server", "command", "train_command",
+                                       "mode", "framing", "workdir", "env", "timeout",
+                                       "description", "enabled")}

@@ -12,7 +12,7 @@ StorageError. Nothing is visible to other sessions until ``UnitOfWork.commit``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, Self
 from uuid import UUID
@@ -34,6 +34,7 @@ __all__ = [
     "ParameterRepository",
     "RunLog",
     "RunRepository",
+    "SeedRepository",
     "ServerRepository",
     "UnitOfWork",
     "UnitOfWorkFactory",
@@ -133,6 +134,16 @@ class AuditRepository(Protocol):
         ...
 
 
+class SeedRepository(Protocol):
+    """Catalog entries a catalog load has offered once, as (kind, key): ("server", "gpu1"),
+    ("model", "linear@1"), ("param", "linear@1/bias"), ("weights", "linear@1/w")."""
+
+    async def all(self) -> set[tuple[str, str]]: ...
+    async def add(self, seeds: Iterable[tuple[str, str]]) -> None:
+        """Record them (those already recorded are skipped)."""
+        ...
+
+
 class RunLog(Protocol):
     """The hot path of every run, outside any unit of work: each call is its own
     committed transaction. Raises StorageError."""
@@ -170,6 +181,7 @@ class UnitOfWork(Protocol):
     weights: WeightRepository
     runs: RunRepository
     audit: AuditRepository
+    seeds: SeedRepository
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *exc: Any) -> None: ...

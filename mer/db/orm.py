@@ -168,3 +168,16 @@ class AuditRow(Base):
     before: Mapped[Any | None] = mapped_column(JsonDoc)
     after: Mapped[Any | None] = mapped_column(JsonDoc)
     at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class CatalogSeedRow(Base):
+    """A catalog entry that a catalog load has offered once (a server, a model, one of its
+    parameters or weight vectors), so a later load never brings back what an admin
+    removed. ``kind`` is server, model, param or weights; ``key`` its name (``gpu1``,
+    ``linear@1``, ``linear@1/bias``, ``linear@1/w``)."""
+
+    __tablename__ = "catalog_seeds"
+
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    seeded_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -1,4 +1,4 @@
-"""The SQLAlchemy unit of work: one AsyncSession, one transaction, six repositories.
+"""The SQLAlchemy unit of work: one AsyncSession, one transaction, seven repositories.
 
 ``async with uow: ...; await uow.commit()``; leaving the block without a commit rolls
 back, so a failed edit leaves nothing half-written.
@@ -19,6 +19,7 @@ from mer.db.repository import (
     SqlWeightRepository,
 )
 from mer.db.run_records import SqlRunRepository
+from mer.db.seeds import SqlSeedRepository
 
 __all__ = ["SqlAlchemyUnitOfWork", "make_uow_factory"]
 
@@ -36,6 +37,7 @@ class SqlAlchemyUnitOfWork:
         self.weights = SqlWeightRepository(session)
         self.runs = SqlRunRepository(session)
         self.audit = SqlAuditRepository(session)
+        self.seeds = SqlSeedRepository(session)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

@@ -48,9 +48,7 @@ async def get_server(ctx: ServiceContext, name: str) -> Server:
 
 async def add_server(ctx: ServiceContext, server: Server) -> Server:
     require_edit(ctx)
-    validate_server(server)
-    if server.kind not in ctx.executors.kinds():
-        raise UsageError(f"kind '{server.kind}' is not one of {', '.join(ctx.executors.kinds())}")
+    validate_server(server, ctx.executors.kinds())
     async with ctx.uow() as uow:
         stored = await uow.servers.add(server)
         await uow.audit.append(AuditEntry(actor=ctx.actor, action="server.add",
