@@ -33,8 +33,10 @@ __all__ = [
     "set_model_enabled",
     "set_model_field",
     "set_param",
+    "set_params",
     "show_model",
     "unset_param",
+    "update_model",
 ]
 
 EDITABLE_FIELDS = ("command", "train_command", "mode", "framing", "workdir", "timeout",
@@ -152,6 +154,21 @@ async def _update(ctx: ServiceContext, ref: str, expect: Expect, action: str,
     return stored
 
 
+async def update_model(ctx: ServiceContext, ref: str, changes: Mapping[str, Any],
+                       expect: Expect = None) -> ModelConfig:
+    """Change several fields (typed values, EDITABLE_FIELDS) in one audited edit, with the
+    rules and the conflict check of ``set_model_field``."""
+    unknown = [f for f in changes if f not in EDITABLE_FIELDS]
+    if unknown:
+        raise UsageError(f"field '{unknown[0]}' cannot be set; settable fields: "
+                         f"{', '.join(EDITABLE_FIELDS)}")
+    if "server" in changes:
+        async with ctx.uow() as uow:
+            if await uow.servers.get(changes["server"]) is None:
+                raise ServerNotFound(changes["server"])
+    return await _update(ctx, ref, expect, "model.update", **changes)
+
+
 async def set_model_enabled(ctx: ServiceContext, ref: str, enabled: bool,
                             expect: Expect = None) -> ModelConfig:
     return await _update(ctx, ref, expect, "model.enable" if enabled else "model.disable",
@@ -246,6 +263,26 @@ async def _edit_params(ctx: ServiceContext, ref: str, key: str, value: Any, remo
         stored = await uow.parameters.set(params)
         await _audit(ctx, uow, "param.unset" if remove else "param.set", f"model {model.ref}",
                      {key: before.get(key)}, None if remove else {key: value})
+        await uow.commit()
+        return stored
+
+
+async def set_params(ctx: ServiceContext, ref: str, values: Mapping[str, Any],
+                     expect: ParamsExpect = None) -> ModelParameters:
+    """Set several parameters (typed JSON values) in one audited edit; ``expect`` as for
+    ``set_param``."""
+    if any(not key for key in values):
+        raise UsageError("parameter key must not be empty")
+    check_params(dict(values))
+    require_edit(ctx)
+    async with ctx.uow() as uow:
+        model = await find_model(uow, ref)
+        params = await uow.parameters.get(model.id)
+        _check_params_version(model, params, expect)
+        before = {k: params.values.get(k) for k in values}
+        params.values = {**params.values, **values}
+        stored = await uow.parameters.set(params)
+        await _audit(ctx, uow, "param.set", f"model {model.ref}", before, dict(values))
         await uow.commit()
         return stored
 

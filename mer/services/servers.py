@@ -22,7 +22,7 @@ from mer.validation import validate_server
 
 __all__ = ["add_server", "get_server", "host_key", "list_servers", "ping", "ping_server",
            "set_server_field", "remove_server",
-           "server_image", "trust_server"]
+           "server_image", "trust_server", "update_server"]
 
 
 def server_image(s: Server) -> dict[str, Any]:
@@ -89,6 +89,21 @@ async def set_server_field(ctx: ServiceContext, name: str, field: str, text: str
     require_edit(ctx)
     attr = SERVER_FIELDS.get(field)
     value = _server_value(field, text)
+    return await update_server(ctx, name, {str(attr): value}, expect, f"server.set.{attr}")
+
+
+_UPDATABLE = frozenset(SERVER_FIELDS.values()) | {"kind"}
+
+
+async def update_server(ctx: ServiceContext, name: str, changes: Mapping[str, Any],
+                        expect: Mapping[str, int] | None = None,
+                        action: str = "server.update") -> Server:
+    """Change several fields (typed values, by Server attribute) in one audited edit, with
+    the rules and the conflict check of ``set_server_field``."""
+    require_edit(ctx)
+    unknown = [f for f in changes if f not in _UPDATABLE]
+    if unknown:
+        raise UsageError(f"'{unknown[0]}' is not a server field; one of {', '.join(sorted(_UPDATABLE))}")
     async with ctx.uow() as uow:
         server = await uow.servers.get(name)
         if server is None:
@@ -97,10 +112,10 @@ async def set_server_field(ctx: ServiceContext, name: str, field: str, text: str
         if seen is not None and seen != server.row_version:
             raise ConflictError(f"server '{name}' was changed by someone else since you read it; "
                                 f"reload with `server show {name}` and retry")
-        changed = dataclasses.replace(server, **{str(attr): value})
-        validate_server(changed)
+        changed = dataclasses.replace(server, **changes)
+        validate_server(changed, ctx.executors.kinds() if "kind" in changes else None)
         stored = await uow.servers.update(changed)
-        await uow.audit.append(AuditEntry(actor=ctx.actor, action=f"server.set.{attr}",
+        await uow.audit.append(AuditEntry(actor=ctx.actor, action=action,
                                           target=f"server {name}", before=server_image(server),
                                           after=server_image(stored)))
         await uow.commit()
