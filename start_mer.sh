@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Start mer: install it into .venv when needed, pick and start a database, migrate it,
-# load the model catalog, then replace this script with the shell (`exec mer "$@"`), so
-# `./start_mer.sh --allow-edit < job.mer` behaves exactly like `mer --allow-edit < job.mer`.
+# load the model catalog into a new database (an existing one keeps what admins made of
+# it: `mer-migrate sync` shows what the catalog would change), then replace this script
+# with the shell (`exec mer "$@"`), so `./start_mer.sh --allow-edit < job.mer` behaves
+# exactly like `mer --allow-edit < job.mer`.
+#
+# Settings come from the environment and from .env (MER_ENV_FILE, default .env beside
+# this script), read by mer's own reader (python-dotenv), so this script, mer-migrate and
+# mer see the same values; a variable of the environment wins over .env. MER_VENV is read
+# from the environment only (.env is read with that venv's python).
 #
 # Database, first match wins:
 #   1. MER_DATABASE_URL when set (from the environment or .env);
@@ -14,21 +21,9 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="${MER_VENV:-$here/.venv}"
-run_dir="${MER_RUN_DIR:-$here/.mer-run}"
 
 say() { printf 'start_mer: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 2; }
-
-# .env first, so its keys apply here too; explicit environment variables win over it.
-if [ -f "$here/.env" ]; then
-  while IFS= read -r line || [ -n "$line" ]; do
-    case "$line" in ''|\#*) continue ;; esac
-    key="${line%%=*}"; key="${key// /}"; value="${line#*=}"
-    value="${value%\"}"; value="${value#\"}"
-    [[ "$key" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
-    [ -n "${!key+x}" ] || export "$key=$value"
-  done < "$here/.env"
-fi
 
 use_postgres=0
 args=()
@@ -45,6 +40,15 @@ if [ ! -x "$venv/bin/mer" ] || [ "$here/pyproject.toml" -nt "$venv/.mer-installe
   touch "$venv/.mer-installed"
 fi
 
+# .env, read by mer's own reader; exported, so mer-migrate and mer read the same file.
+export MER_ENV_FILE="${MER_ENV_FILE:-$here/.env}"
+env_venv="${MER_VENV-}"
+exports="$("$venv/bin/python" -m mer.config --export)" || die "cannot read $MER_ENV_FILE"
+eval "$exports"
+if [ "${MER_VENV-}" != "$env_venv" ]; then
+  say "MER_VENV in $MER_ENV_FILE is not used: set it in the environment (using $venv)"
+fi
+run_dir="${MER_RUN_DIR:-$here/.mer-run}"
 mkdir -p "$run_dir/shells"
 
 # 2. The database.
@@ -78,11 +82,14 @@ if [ -z "${MER_DATABASE_URL:-}" ] && [ "$use_postgres" = 1 ]; then
   fi
 fi
 
-# 3. Migrate and load the catalog (idempotent), then become the shell.
+# 3. Migrate; a new database gets the catalog. Then become the shell, which keeps its pid
+#    file (for stop_mer.sh) while it runs and removes it when it exits.
 catalog="${MER_CATALOG:-$here/examples/catalog.toml}"
 migrate_args=(up)
-[ -f "$catalog" ] && migrate_args+=(--catalog "$catalog")
+[ -f "$catalog" ] && migrate_args+=(--if-new --catalog "$catalog")
 "$venv/bin/mer-migrate" "${migrate_args[@]}" >&2 || exit $?
 
-echo "$$" > "$run_dir/shells/$$.pid"
-exec "$venv/bin/mer" "${args[@]}"
+if [ "$(command -v mer 2>/dev/null)" != "$venv/bin/mer" ]; then
+  say "mer is installed in $venv: run it again as $venv/bin/mer, or after 'source $venv/bin/activate' as mer"
+fi
+exec "$venv/bin/mer" --pid-file "$run_dir/shells/$$.pid" "${args[@]}"

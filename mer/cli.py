@@ -47,8 +47,29 @@ def _parser() -> OneLineParser:
                    help="in a script, stop at the first failing command")
     p.add_argument("--debug", action="store_true", default=None,
                    help="show tracebacks of internal errors")
+    p.add_argument("--pid-file", type=Path, metavar="FILE",
+                   help="write mer's process id to FILE while it runs (start_mer.sh does)")
     p.add_argument("--version", action="version", version=f"mer {__version__}")
     return p
+
+
+def _own_pid_file(path: Path) -> None:
+    """Write this process's id to ``path`` and remove the file when mer exits (if it still
+    names this process), so stop_mer.sh finds only shells that run. A shell killed by a
+    signal leaves it; stop_mer.sh checks that the pid is still a mer before it acts."""
+    import atexit
+
+    pid = str(os.getpid())
+    path.write_text(pid + "\n", encoding="utf-8")
+
+    def remove() -> None:
+        try:
+            if path.read_text(encoding="utf-8").strip() == pid:
+                path.unlink()
+        except OSError:
+            pass
+
+    atexit.register(remove)
 
 
 def _route_signals(bridge: InlineBridge) -> None:
@@ -77,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mer: error: {err}", file=sys.stderr)
         return err.exit_code
     setup_logging(settings)  # the log file; the terminal gets one line per error
+    if args.pid_file is not None:
+        try:
+            _own_pid_file(args.pid_file)
+        except OSError as err:
+            print(f"mer: error: cannot write --pid-file {args.pid_file}: {err.strerror or err}",
+                  file=sys.stderr)
+            return EXIT_USAGE
 
     from mer.shell.script import Line, numbered
 

@@ -8,6 +8,8 @@ use ``Settings.safe_database_url`` when printing.
 from __future__ import annotations
 
 import os
+import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -177,3 +179,41 @@ def load_settings(
             value = Path(value).expanduser()
         values[name] = value
     return replace(Settings(), **values)
+
+
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def dotenv_exports(environ: Mapping[str, str] | None = None,
+                   dotenv_path: Path | None = None) -> str:
+    """The variables of the .env file mer reads (MER_ENV_FILE, default ./.env) that the
+    environment does not set, as POSIX shell ``export NAME='value'`` lines. start_mer.sh
+    and stop_mer.sh evaluate them, so the scripts read .env exactly as mer does
+    (python-dotenv: quoting, escapes, inline comments, ${VAR} expansion), and a variable
+    of the environment wins over .env there too."""
+    import shlex
+
+    environ = os.environ if environ is None else environ
+    if dotenv_path is None:
+        dotenv_path = Path(environ.get("MER_ENV_FILE", ".env"))
+    return "".join(f"export {key}={shlex.quote(value)}\n"
+                   for key, value in _read_dotenv(dotenv_path).items()
+                   if key not in environ and _SHELL_NAME.match(key))
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m mer.config",
+        description="Print the .env file's variables that the environment does not set, as "
+        "shell export lines: eval \"$(python -m mer.config --export)\".")
+    parser.add_argument("--export", action="store_true", required=True,
+                        help="print export lines (the only action)")
+    parser.parse_args(argv)
+    sys.stdout.write(dotenv_exports())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(_main())
