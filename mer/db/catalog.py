@@ -204,7 +204,7 @@ def _parse(data: dict[str, Any], catalog_dir: str, kinds: Iterable[str] | None,
         for name, values in weights.items():
             if not name:
                 raise ValueError(f"{where}: weights: a vector needs a name")
-            _apply_rules(where, check_text, f"weights.{name}", name)
+            _apply_rules(where, check_text, f"weights.{name!r}", name)  # repr: one line
             if not isinstance(values, list):
                 raise ValueError(f"{where}: weights.{name} must be a list of numbers")
             try:
