@@ -232,7 +232,6 @@ def _apply_rules(where: str, rule: Any, *args: Any) -> None:
         raise ValueError(f"{where}: {err}") from None
 
 
-
 async def load_catalog(path: Path, uow_factory: UnitOfWorkFactory,
                        kinds: Iterable[str] | None = None) -> CatalogReport:
     """Add what the catalog at ``path`` has and the database lacks, in one transaction;
@@ -261,9 +260,10 @@ class _Loader:
     seeded: set[tuple[str, str]]
     report: CatalogReport
 
-    async def _audit(self, action: str, target: str, after: Any) -> None:
+    async def _audit(self, action: str, target: str, after: Any, before: Any = None) -> None:
         await self.uow.audit.append(AuditEntry(actor=f"{ACTOR}:{getpass.getuser()}",
-                                               action=action, target=target, after=after))
+                                               action=action, target=target, before=before,
+                                               after=after))
 
     def _gone(self, kind: str, key: str) -> bool:
         """Offered before and not there now: removed, and stays removed."""
@@ -288,6 +288,9 @@ class _Loader:
             if self._gone("model", model.ref):
                 return
             if await self.uow.servers.get(model.server) is None:
+                if ("server", model.server) in self.seeded:  # an admin removed it
+                    self.report.removed.append(f"model {model.ref} (its server {model.server})")
+                    return
                 raise UsageError(f"{entry.where}: server: no server '{model.server}' in the "
                                  "catalog or the database")
             current = await self.uow.models.add(model)
@@ -305,13 +308,10 @@ class _Loader:
                if k not in params.values and not self._gone("param", f"{model.ref}/{k}")}
         if not new:
             return
-        before = {k: None for k in new}
         params.values = {**params.values, **new}
         await self.uow.parameters.set(params)
         self.report.added["parameters"] += len(new)
-        await self.uow.audit.append(AuditEntry(actor=f"{ACTOR}:{getpass.getuser()}",
-                                               action="param.set", target=f"model {model.ref}",
-                                               before=before, after=new))
+        await self._audit("param.set", f"model {model.ref}", new, before=dict.fromkeys(new))
 
     async def _weights(self, model: ModelConfig, name: str, values: array) -> None:
         if await self.uow.weights.get(model.id, name) is not None:

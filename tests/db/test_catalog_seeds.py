@@ -84,9 +84,12 @@ async def test_a_second_load_leaves_every_admin_edit_as_the_admin_left_it(tmp_pa
     edited = await _state(uow_factory)
     assert edited["lin@1"] == (60.0, True, {"bias": 7}, (2, [9.0, 9.0]), ["w"])
 
+    # A model new to the catalog, on the server the admin removed, is not added either.
+    path.write_text(CATALOG + '\n[[models]]\nname = "late"\nserver = "spare"\ncommand = ["true"]\n')
     again = await load_catalog(path, uow_factory)
     assert set(again.added.values()) == {0}
-    assert sorted(again.removed) == ["model gone@1", "param lin@1/scale", "server spare"]
+    assert sorted(again.removed) == ["model gone@1", "model late@1 (its server spare)",
+                                     "param lin@1/scale", "server spare"]
     assert await _state(uow_factory) == edited
     async with uow_factory() as uow:
         assert not await uow.audit.query(actor=f"catalog:{getpass.getuser()}", since=loaded)
