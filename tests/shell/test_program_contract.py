@@ -71,3 +71,19 @@ def test_input_dash_is_refused_when_stdin_is_the_script(mer: Mer) -> None:
     assert done.stderr.splitlines()[0] == (
         "<stdin>:1: error: --input - reads standard input, but it holds the commands being "
         "run; use --input FILE or --script FILE")
+
+
+def test_a_run_summary_names_the_model_and_a_worker_answer_has_no_exit_status() -> None:
+    from mer.domain import RunResult, RunStatus
+
+    shell = ShellOnFakes().seed()
+    try:
+        shell.executor.result = RunResult(status=RunStatus.SUCCEEDED, exit_code=None, result=1)
+        done = shell("run lin")
+        assert done.err.startswith("lin@1 succeeded in ") and "exit" not in done.err
+        shell.executor.result = RunResult(status=RunStatus.FAILED, exit_code=3, error="boom")
+        done = shell("run lin")
+        assert done.failed and done.err.startswith("lin@1 failed (exit 3) in ")
+        assert done.err.rstrip().endswith(": boom")
+    finally:
+        shell.close()
