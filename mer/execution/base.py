@@ -122,6 +122,19 @@ def _tell_group(proc: Process, sinks: Sinks) -> asyncio.Future[None] | None:
     return asyncio.ensure_future(tell())
 
 
+async def _all_done(tasks: list[asyncio.Future[Any]]) -> None:
+    """Wait for ``tasks`` like ``gather`` (the first error is raised), but a timeout or
+    a cancellation stops only the waiting, not the tasks."""
+    # NOTE: gather cancels its tasks when it is cancelled. The pumps must outlive that:
+    # ``_stop`` lets them read the pipes to their end once the model is killed. A pipe
+    # left unread keeps the process's transport open, and if that transport is collected
+    # after the loop closed, it prints "Exception ignored ... Event loop is closed".
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            await task  # raises its error
+
+
 async def _pump(
     read: Callable[[], Awaitable[bytes]], keep: OutputKeeper, sink: Callable[[bytes], None]
 ) -> None:
@@ -216,7 +229,7 @@ class ProcessExecutor:
         status, code, error = RunStatus.FAILED, None, None
         try:
             async with asyncio.timeout(request.timeout):
-                await asyncio.gather(*tasks)
+                await _all_done(tasks)
                 code = await proc.wait()
             status = RunStatus.SUCCEEDED if code == 0 else RunStatus.FAILED
             if code != 0:
