@@ -135,6 +135,27 @@ async def _all_done(tasks: list[asyncio.Future[Any]]) -> None:
             await task  # raises its error
 
 
+async def _collect(tasks: list[asyncio.Future[Any]]) -> None:
+    """Once the process is killed, whatever held its pipes open is gone: give the tasks
+    reading them a moment to take the last bytes, then stop them."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 1.0)
+    for t in tasks:
+        t.cancel()
+
+
+def _drain(worker: _Worker) -> asyncio.Future[None]:
+    """Read a worker's stdout to its end, for nobody, from now on: it is being ended.
+    A worker blocked on a full pipe cannot exit (and asyncio's wait() for a process
+    returns only once its pipes closed), and a pipe left unread outlives the loop
+    (see _all_done)."""
+    async def discard() -> None:
+        while await worker.proc.read_stdout():
+            pass
+
+    return asyncio.ensure_future(discard())
+
+
 async def _pump(
     read: Callable[[], Awaitable[bytes]], keep: OutputKeeper, sink: Callable[[bytes], None]
 ) -> None:
@@ -255,12 +276,7 @@ class ProcessExecutor:
     async def _stop(self, proc: Process, tasks: list[asyncio.Future[Any]]) -> None:
         with contextlib.suppress(Exception):
             await proc.kill(self.grace)
-        # Whatever still holds the pipes open is gone now; give the pumps a moment to
-        # collect the last bytes, then stop them.
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 1.0)
-        for t in tasks:
-            t.cancel()
+        await _collect(tasks)
 
     # -- workers --------------------------------------------------------------------------
 
@@ -391,17 +407,18 @@ class ProcessExecutor:
                 return message.get("result"), None
             sinks.stdout(raw)  # a log line, or a late answer to an earlier request
 
-    async def _kill_worker(self, worker: _Worker) -> None:
+    async def _kill_worker(self, worker: _Worker, drain: asyncio.Future[None] | None = None) -> None:
+        drain = drain or _drain(worker)
         with contextlib.suppress(Exception):
             await worker.proc.kill(self.grace)
-        if worker.stderr_task is not None:
-            worker.stderr_task.cancel()
+        await _collect([drain] if worker.stderr_task is None else [drain, worker.stderr_task])
 
     async def _end_worker(self, key: tuple[str, tuple[str, str, tuple[str, ...]]]) -> None:
         worker = self._workers.pop(key, None)
         if worker is None:
             return
         framing = worker.request.framing
+        drain = _drain(worker)
         if worker.proc.alive():
             with contextlib.suppress(Exception):
                 await worker.proc.write(
@@ -410,7 +427,7 @@ class ProcessExecutor:
                 await worker.proc.close_stdin()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(worker.proc.wait(), self.grace)
-        await self._kill_worker(worker)
+        await self._kill_worker(worker, drain)
 
     async def stop_worker(self, server: Server, model: str, version: str | None = None) -> int:
         keys = [k for k in self._workers
