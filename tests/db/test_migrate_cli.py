@@ -51,7 +51,7 @@ def test_up_on_postgres(pg_url: str) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [
-        (["--database-url", "mysql://u@h/db", "status"], 2, "unsupported database 'mysql'"),
+        (["--database-url", "mysql://u@h/db", "status"], 2, "scheme 'mysql' is not supported"),
         (["--database-url", "not a url", "status"], 2, "is not a URL"),
         (["--database-url", "postgresql+asyncpg://postgres@127.0.0.1:1/x", "status"], 1,
          "cannot reach the database at postgresql+asyncpg://postgres@127.0.0.1:1/x"),
