@@ -78,3 +78,11 @@ def test_malformed_catalog_writes_nothing(tmp_path: Path) -> None:
 
     with sqlite3.connect(tmp_path / "mer.db") as conn:
         assert conn.execute("select count(*) from servers").fetchone() == (0,)
+
+
+def test_version() -> None:
+    from mer import __version__
+
+    done = _run("--version")
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout == f"mer-migrate {__version__}\n"
