@@ -15,7 +15,9 @@ from pathlib import Path
 
 from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from mer.config import URL_HINT, database_url, mask_password
 from mer.errors import ConfigError, ConflictError, DatabaseUnreachable, StorageError
@@ -48,7 +50,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     return engine
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -122,7 +122,7 @@ def _tell_group(proc: Process, sinks: Sinks) -> asyncio.Future[None] | None:
     return asyncio.ensure_future(tell())
 
 
-async def _all_done(tasks: list[asyncio.Future[Any]]) -> None:
+async def _all_done(tasks: Sequence[asyncio.Future[Any]]) -> None:
     """Wait for ``tasks`` like ``gather`` (the first error is raised), but a timeout or
     a cancellation stops only the waiting, not the tasks."""
     # NOTE: gather cancels its tasks when it is cancelled. The pumps must outlive that:
@@ -135,7 +135,7 @@ async def _all_done(tasks: list[asyncio.Future[Any]]) -> None:
             await task  # raises its error
 
 
-async def _collect(tasks: list[asyncio.Future[Any]]) -> None:
+async def _collect(tasks: Sequence[asyncio.Future[Any]]) -> None:
     """Once the process is killed, whatever held its pipes open is gone: give the tasks
     reading them a moment to take the last bytes, then stop them."""
     with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -197,12 +197,12 @@ class _Worker:
     request: RunRequest
     proc: Process
     lines: _LineReader
+    stderr_keep: OutputKeeper
     started_at: datetime = field(default_factory=utcnow)
     requests: int = 0
     next_id: int = 1
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sinks: Sinks = field(default_factory=Sinks)
-    stderr_keep: OutputKeeper | None = None
     stderr_task: asyncio.Task[None] | None = None
 
 
@@ -273,7 +273,7 @@ class ProcessExecutor:
             stderr=err.text(), result=parse_result(out.last_line()), error=error,
         )
 
-    async def _stop(self, proc: Process, tasks: list[asyncio.Future[Any]]) -> None:
+    async def _stop(self, proc: Process, tasks: Sequence[asyncio.Future[Any]]) -> None:
         with contextlib.suppress(Exception):
             await proc.kill(self.grace)
         await _collect(tasks)
@@ -320,7 +320,6 @@ class ProcessExecutor:
     async def _drain_worker_stderr(self, worker: _Worker) -> None:
         with contextlib.suppress(Exception):
             while chunk := await worker.proc.read_stderr():
-                assert worker.stderr_keep is not None
                 worker.stderr_keep.add(chunk)
                 worker.sinks.stderr(chunk)
 
@@ -330,7 +329,6 @@ class ProcessExecutor:
         async with worker.lock:
             worker.sinks = sinks
             sinks.spawned(worker.proc.pid)  # known: it answered the ready line
-            assert worker.stderr_keep is not None
             err_before = worker.stderr_keep.total
             out = OutputKeeper(self.output_cap)
             status, result, error, sent = RunStatus.FAILED, None, None, 0
