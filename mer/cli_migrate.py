@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mer import __version__
 from mer.cli_args import OneLineParser
 from mer.config import Settings, load_settings
 from mer.errors import MerError
@@ -27,8 +28,9 @@ def _parser() -> OneLineParser:
         prog="mer-migrate",
         description="Migrate the MER database schema and load the model catalog.",
     )
-    p.add_argument("--database-url", help="SQLAlchemy URL (default: MER_DATABASE_URL or "
-                   "the embedded SQLite database)")
+    p.add_argument("--database-url", help="sqlite:///PATH or postgresql://USER@HOST/DB (default: "
+                   "MER_DATABASE_URL or the embedded SQLite database)")
+    p.add_argument("--version", action="version", version=f"mer-migrate {__version__}")
     sub = p.add_subparsers(dest="action", required=True, metavar="{up,down,status}")
     up = sub.add_parser("up", help="apply pending migrations, then load the catalog")
     up.add_argument("--steps", type=int, help="apply only N migrations")

@@ -15,13 +15,12 @@ from typing import Any
 
 from mer.errors import ConfigError
 
-__all__ = ["ENV_KEYS", "Settings", "load_settings", "default_data_dir"]
+__all__ = ["ENV_KEYS", "Settings", "database_url", "default_data_dir", "load_settings", "mask_password"]
 
 # Every key mer reads, with its meaning; .env.example is written from the same list.
 ENV_KEYS: dict[str, str] = {
-    "MER_DATABASE_URL": "SQLAlchemy URL of the MER database "
-    "(postgresql+asyncpg://user@host/db or sqlite+aiosqlite:///path); "
-    "default: SQLite in MER_DATA_DIR",
+    "MER_DATABASE_URL": "URL of the MER database (postgresql://user@host/db or sqlite:///path; "
+    "postgres:// and the +asyncpg/+aiosqlite forms work too); default: SQLite in MER_DATA_DIR",
     "MER_DATA_DIR": "where the embedded SQLite database and worker state live "
     "(default: the user's data directory, e.g. ~/.local/share/mer)",
     "MER_CATALOG": "TOML model catalog that `mer-migrate up` loads",
@@ -35,6 +34,16 @@ ENV_KEYS: dict[str, str] = {
     "database is unreachable, before its final record goes to the local journal (default 10)",
     "MER_ENV_FILE": "the .env file to read (default ./.env); set it in the environment",
 }
+
+# The URL schemes a user may write, and the async driver each one is run with.
+_DRIVERS = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+URL_HINT = "use sqlite:///PATH or postgresql://..."
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -75,8 +84,9 @@ class Settings:
 
     @property
     def resolved_database_url(self) -> str:
+        """The URL with mer's async driver (see ``database_url``)."""
         if self.database_url:
-            return self.database_url
+            return database_url(self.database_url)
         return f"sqlite+aiosqlite:///{self.resolved_data_dir / 'mer.db'}"
 
     @property
@@ -89,6 +99,21 @@ class Settings:
     def safe_database_url(self) -> str:
         """The database URL with any password masked, for messages and logs."""
         return mask_password(self.resolved_database_url)
+
+
+def database_url(url: str) -> str:
+    """``url`` as SQLAlchemy's async engine needs it: ``postgres://`` and ``postgresql://``
+    run on asyncpg, ``sqlite://`` on aiosqlite; the explicit driver forms stay as they are.
+
+    Every URL mer opens comes through here (Settings and mer/db/engine.py).
+    Raises ConfigError for what is not a URL or a scheme mer cannot use."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme:
+        raise ConfigError(f"database URL {mask_password(url)!r} is not a URL; {URL_HINT}")
+    driver = _DRIVERS.get(scheme.lower())
+    if driver is None:
+        raise ConfigError(f"database URL scheme {scheme!r} is not supported; {URL_HINT}")
+    return f"{driver}://{rest}"
 
 
 def mask_password(url: str) -> str:
@@ -135,7 +160,7 @@ def load_settings(
 
     values: dict[str, Any] = {}
     if merged.get("MER_DATABASE_URL"):
-        values["database_url"] = merged["MER_DATABASE_URL"]
+        values["database_url"] = database_url(merged["MER_DATABASE_URL"])
     for key, name in (
         ("MER_DATA_DIR", "data_dir"),
         ("MER_CATALOG", "catalog"),
@@ -175,5 +200,7 @@ def load_settings(
             raise ConfigError(f"unknown setting {name!r}")
         if name in {"data_dir", "catalog", "known_hosts", "log_file"}:
             value = Path(value).expanduser()
+        elif name == "database_url":
+            value = database_url(value)
         values[name] = value
     return replace(Settings(), **values)

@@ -127,7 +127,7 @@ class ModelParameters:
     updated_at: datetime | None = None
 
 
-def to_vector(values: Iterable[float] | array) -> array:
+def to_vector(values: Iterable[object] | array) -> array:
     """Coerce values to a float64 array; raises ValueError on NaN/inf or non-numbers."""
     if isinstance(values, array) and values.typecode == "d":
         vec = values

@@ -21,7 +21,8 @@ _BUILTIN = {"local": "mer.execution.local:LocalExecutor", "ssh": "mer.execution.
 
 def _load(target: str) -> ExecutorFactory:
     module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    factory: ExecutorFactory = getattr(importlib.import_module(module), attr)
+    return factory
 
 
 class ExecutorRegistry:

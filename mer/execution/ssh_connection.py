@@ -21,9 +21,10 @@ import concurrent.futures
 import contextlib
 import hashlib
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar, TypeVarTuple, Unpack
 
 import paramiko
 
@@ -38,18 +39,20 @@ KEEPALIVE = 10
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="mer-ssh")
 
 
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style SHA256 fingerprint of a host key."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return f"{key.get_name()} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
 
 
-def _host_key_name(server: Server) -> str:
-    port = server.port or 22
-    return server.host if port == 22 else f"[{server.host}]:{port}"  # type: ignore[return-value]
+def _host_key_name(identity: Identity) -> str:
+    return identity.host if identity.port == 22 else f"[{identity.host}]:{identity.port}"
 
 
-async def run_blocking(fn: Any, *args: Any) -> Any:
+async def run_blocking(fn: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
     """Run a paramiko call that may wait on the server, off the event loop."""
     return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
 
@@ -107,7 +110,7 @@ class Connection:
 
     def _check_host_key(self, key: paramiko.PKey) -> None:
         s = self.server
-        name = _host_key_name(s)
+        name = _host_key_name(self.identity)
         try:
             known = paramiko.HostKeys(str(self.known_hosts)) if self.known_hosts.exists() else None
         except (OSError, paramiko.SSHException) as err:
@@ -213,7 +216,7 @@ def trust_host_key(server: Server, identity: Identity, known_hosts: Path,
     try:
         known_hosts.parent.mkdir(parents=True, exist_ok=True)
         with known_hosts.open("a", encoding="utf-8") as fh:
-            fh.write(f"{_host_key_name(server)} {key.get_name()} {key.get_base64()}\n")
+            fh.write(f"{_host_key_name(identity)} {key.get_name()} {key.get_base64()}\n")
     except OSError as err:
         raise ExecutionError(f"cannot write {known_hosts}: {err.strerror or err}") from err
     return fingerprint(key)

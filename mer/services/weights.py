@@ -171,7 +171,7 @@ def read_weights_file(path: Path) -> array:
 
 def _vector(values: list[object] | array, path: Path) -> array:
     try:
-        return to_vector(values)  # type: ignore[arg-type]
+        return to_vector(values)
     except ValueError as err:
         raise UsageError(f"{path}: {err}") from err
 
