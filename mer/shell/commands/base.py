@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import cmd2
 from cmd2 import Choices, CommandSet, with_argparser
@@ -48,14 +48,14 @@ def _reports(fn: F) -> F:
             shell.internal_error(err, fn.__name__)
         return None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 def command(parser: Cmd2ArgumentParser, category: str) -> Callable[[F], F]:
     """A top-level command: its parser, its help category, one-line errors."""
 
     def decorate(fn: F) -> F:
-        return with_argparser(parser)(cmd2.with_category(category)(_reports(fn)))  # type: ignore[return-value]
+        return cast(F, with_argparser(parser)(cmd2.with_category(category)(_reports(fn))))
 
     return decorate
 
@@ -74,8 +74,8 @@ def verb(noun: str, name: str, parser: Cmd2ArgumentParser, *, edits: bool = Fals
 
         summary = str(parser.description or "").split(". ")[0].rstrip(".")
         help_text = summary + (EDIT_NOTE if edits else "")
-        return cmd2.as_subcommand_to(noun, name, parser, help=help_text,  # type: ignore[return-value]
-                                     aliases=aliases)(_reports(gated))
+        return cast(F, cmd2.as_subcommand_to(noun, name, parser, help=help_text,
+                                             aliases=aliases)(_reports(gated)))
 
     return decorate
 
