@@ -25,6 +25,8 @@ ENV_KEYS: dict[str, str] = {
     "(default: the user's data directory, e.g. ~/.local/share/mer)",
     "MER_CATALOG": "TOML model catalog that `mer-migrate up` loads",
     "MER_KNOWN_HOSTS": "known_hosts file checked for SSH servers (default ~/.ssh/known_hosts)",
+    "MER_SSH_CONFIG": "OpenSSH client config that resolves SSH server hosts (HostName, Port, "
+    "User, IdentityFile, ProxyJump; default ~/.ssh/config)",
     "MER_LOG_LEVEL": "logging level: DEBUG, INFO, WARNING (default) or ERROR",
     "MER_LOG_FILE": "file that receives mer's log and the tracebacks of internal errors, "
     "created when first written (default: mer.log in MER_DATA_DIR)",
@@ -61,6 +63,7 @@ class Settings:
     data_dir: Path | None = None
     catalog: Path | None = None
     known_hosts: Path | None = None
+    ssh_config: Path | None = None
     log_level: str = "WARNING"
     log_file: Path | None = None
     allow_edit: bool = False
@@ -94,6 +97,10 @@ class Settings:
         if self.known_hosts is not None:
             return self.known_hosts
         return Path.home() / ".ssh" / "known_hosts"
+
+    @property
+    def resolved_ssh_config(self) -> Path:
+        return self.ssh_config if self.ssh_config is not None else Path.home() / ".ssh" / "config"
 
     @property
     def safe_database_url(self) -> str:
@@ -165,6 +172,7 @@ def load_settings(
         ("MER_DATA_DIR", "data_dir"),
         ("MER_CATALOG", "catalog"),
         ("MER_KNOWN_HOSTS", "known_hosts"),
+        ("MER_SSH_CONFIG", "ssh_config"),
         ("MER_LOG_FILE", "log_file"),
     ):
         if merged.get(key):
@@ -198,7 +206,7 @@ def load_settings(
             continue
         if name not in known:
             raise ConfigError(f"unknown setting {name!r}")
-        if name in {"data_dir", "catalog", "known_hosts", "log_file"}:
+        if name in {"data_dir", "catalog", "known_hosts", "ssh_config", "log_file"}:
             value = Path(value).expanduser()
         elif name == "database_url":
             value = database_url(value)
