@@ -1,5 +1,5 @@
-"""Weight-vector use cases: show, history, set (whole vector or one element), rollback,
-and reading vectors from .npy, .json and .csv files.
+"""Weight-vector use cases: show, history, set (whole vector or one element), rollback.
+Vectors are read from files by mer/services/weight_files.py.
 
 Revisions are immutable: every change appends one, so history and rollback come free.
 An edit may carry the newest revision its caller last saw (``expect``); it appends only
@@ -9,19 +9,15 @@ of being silently overwritten.
 
 from __future__ import annotations
 
-import ast
-import csv
-import json
-import struct
 from array import array
 from collections.abc import Mapping
-from pathlib import Path
 from uuid import UUID
 
-from mer.domain import AuditEntry, ModelConfig, WeightRevision, to_vector
+from mer.domain import AuditEntry, ModelConfig, WeightRevision
 from mer.errors import ConflictError, UsageError, WeightNotFound
 from mer.services.context import ServiceContext, require_edit
 from mer.services.models import find_model
+from mer.services.weight_files import read_weights_file
 
 __all__ = ["parse_values", "read_weights_file", "rollback_weights", "set_weight_element",
            "set_weights", "show_weights", "weight_history"]
@@ -142,62 +138,3 @@ def parse_values(text: str) -> list[float]:
         except ValueError:
             raise UsageError(f"value {i} '{part}' is not a number") from None
     return out
-
-
-def read_weights_file(path: Path) -> array:
-    """Read a vector from .npy (float/int, 1-D), .json (a list) or .csv (numbers)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise UsageError(f"cannot read {path}: {err.strerror or err}") from err
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            return _read_npy(raw, path)
-        if suffix == ".json":
-            data = json.loads(raw)
-            if isinstance(data, dict) and len(data) == 1:
-                data = next(iter(data.values()))
-            if not isinstance(data, list):
-                raise UsageError(f"{path}: expected a JSON list of numbers")
-            return _vector(data, path)
-        if suffix == ".csv":
-            rows = csv.reader(raw.decode("utf-8").splitlines())
-            return _vector([float(c) for row in rows for c in row if c.strip()], path)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise UsageError(f"{path}: {err}") from err
-    raise UsageError(f"{path}: unknown weight file type '{suffix}'; use .npy, .json or .csv")
-
-
-def _vector(values: list[object] | array, path: Path) -> array:
-    try:
-        return to_vector(values)  # type: ignore[arg-type]
-    except ValueError as err:
-        raise UsageError(f"{path}: {err}") from err
-
-
-_NPY_TYPES = {"<f8": "d", "<f4": "f", "<i8": "q", "<i4": "i", "|u1": "B", "|i1": "b"}
-
-
-def _read_npy(raw: bytes, path: Path) -> array:
-    # The .npy format is small enough to read without numpy (which costs ~100 ms to import):
-    # magic, version, header length, a Python-literal dict header, then the raw data.
-    if raw[:6] != b"\x93NUMPY":
-        raise UsageError(f"{path}: not a .npy file")
-    major = raw[6]
-    if major == 1:
-        (hlen,), start = struct.unpack("<H", raw[8:10]), 10
-    else:
-        (hlen,), start = struct.unpack("<I", raw[8:12]), 12
-    header = ast.literal_eval(raw[start:start + hlen].decode("latin1"))
-    descr, shape = header["descr"], header["shape"]
-    if header.get("fortran_order") and len(shape) > 1:
-        raise UsageError(f"{path}: Fortran-ordered arrays are not supported")
-    if len(shape) != 1 and not (len(shape) == 2 and 1 in shape):
-        raise UsageError(f"{path}: expected a 1-D array, got shape {shape}")
-    code = _NPY_TYPES.get(descr)
-    if code is None:
-        raise UsageError(f"{path}: unsupported dtype {descr}; use float64")
-    data = array(code)
-    data.frombytes(raw[start + hlen:])
-    return _vector(list(data) if code != "d" else data, path)

@@ -39,12 +39,15 @@ _model_and_name(_history)
 add_json(_history)
 
 _set = parser("Store a new revision of a vector: `weights set MODEL NAME --values 0.1,0.2` or "
-              "`--file F.npy|.json|.csv`, or one element: `weights set MODEL NAME[I]=V`.")
+              "`--file F.npy|.npz|.csv|.json`, or one element: `weights set MODEL NAME[I]=V`.")
 _set.add_argument("model", choices_provider=MerCommands._models, help="MODEL or MODEL@VERSION")
 _set.add_argument("name", choices_provider=MerCommands._weights, help="NAME or NAME[I]=V")
 _set.add_argument("--values", help="comma-separated numbers")
 _set.add_argument("--file", type=Path, completer=cmd2.Cmd.path_complete,
-                  help="a .npy, .json or .csv file")
+                  help="a .npy, .npz, .csv or .json file")
+_set.add_argument("--column", metavar="NAME",
+                  help="the array of an .npz, the column of a CSV with a header row, the key of "
+                  "a JSON object")
 _set.add_argument("--note", default="", help="a note for the revision")
 add_json(_set)
 
@@ -107,8 +110,10 @@ class WeightCommands(MerCommands):
         else:
             if (args.values is None) == (args.file is None):
                 raise UsageError("give exactly one of --values V,V,... or --file F")
+            if args.column is not None and args.file is None:
+                raise UsageError("--column picks from a --file; it has no meaning with --values")
             values = (weight_svc.parse_values(args.values) if args.values is not None
-                      else weight_svc.read_weights_file(args.file))
+                      else weight_svc.read_weights_file(args.file, args.column))
             new = self.call(weight_svc.set_weights(self.ctx(), args.model, args.name, values,
                                                    args.note, self.seen.weights))
         self._stored(args, new)
