@@ -133,11 +133,11 @@ async def test_params_json_values(ctx: ServiceContext) -> None:
 
 
 async def test_weights_set_element_history_rollback(ctx: ServiceContext) -> None:
-    r2 = await weight_svc.set_weight_element(ctx, "lin", "w", 1, 5.0)
+    r2 = (await weight_svc.set_weight_element(ctx, "lin", "w", 1, 5.0)).current
     assert r2.revision == 2 and r2.values.tolist() == [1.0, 5.0]
     with pytest.raises(UsageError, match="outside"):
         await weight_svc.set_weight_element(ctx, "lin", "w", 7, 1.0)
-    r3 = await weight_svc.rollback_weights(ctx, "lin", "w", 1)
+    r3 = (await weight_svc.rollback_weights(ctx, "lin", "w", 1)).current
     assert r3.revision == 3 and r3.values.tolist() == [1.0, 2.0] and "rollback" in r3.note
     assert [h.revision for h in await weight_svc.weight_history(ctx, "lin", "w")] == [1, 2, 3]
     with pytest.raises(WeightNotFound):
