@@ -1,5 +1,5 @@
 """Weight-vector use cases: show, history, set (whole vector or one element), rollback,
-remove.
+remove, and storing the vectors a training run returned.
 
 Revisions are immutable: every change appends one, so history and rollback come free.
 An edit may carry the newest revision its caller last saw (``expect``); it appends only
@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from mer.domain import AuditEntry, ModelConfig, WeightRevision, to_vector
+from mer.domain import AuditEntry, ModelConfig, RunRecord, WeightRevision, to_vector
 from mer.errors import ConflictError, NeedsConfirmation, UsageError, WeightNotFound
 from mer.services.context import ServiceContext, require_edit
 from mer.services.models import find_model
 from mer.services.weight_files import read_weights_file
 
 __all__ = ["WeightChange", "parse_values", "read_weights_file", "remove_weights",
-           "rollback_weights", "set_weight_element", "set_weights", "show_weights",
-           "weight_history"]
+           "result_weights", "rollback_weights", "save_trained_weights", "set_weight_element",
+           "set_weights", "show_weights", "weight_history"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +220,49 @@ async def remove_weights(ctx: ServiceContext, ref: str, name: str, expect: Expec
         ))
         await uow.commit()
     return latest
+
+
+def result_weights(result: Any) -> dict[str, Any]:
+    """The weight vectors in a model's result (``{"weights": {"w": [...]}}``), unchecked;
+    empty when it holds none."""
+    if isinstance(result, dict) and isinstance(result.get("weights"), dict):
+        return result["weights"]
+    return {}
+
+
+async def save_trained_weights(ctx: ServiceContext, record: RunRecord, *, new: bool = False,
+                               resize: bool = False) -> list[WeightChange]:
+    """Store the vectors a training run returned as revisions linked to the run, all or
+    none. Each is checked against the revision the run was given (a vector changed
+    while it trained is a conflict), and needs ``new``/``resize`` as for ``set_weights``."""
+    require_edit(ctx)
+    if str(record.status) != "succeeded":
+        raise UsageError(f"run {str(record.id)[:8]} {record.status}: its weights are not stored")
+    found = result_weights(record.result)
+    if not found:
+        raise UsageError(f"run {str(record.id)[:8]} returned no weight vectors "
+                         '(a result {"weights": {"NAME": [numbers]}})')
+    vectors = {}
+    for name, values in sorted(found.items()):
+        if not isinstance(values, list):
+            raise UsageError(f"weights '{name}' in the result of run {str(record.id)[:8]} "
+                             "is not a list of numbers")
+        vectors[name] = _vector(name, values)
+    note = f"trained by run {str(record.id)[:8]}"
+    # A vector the run was not given did not exist when it started: revision 0.
+    expect = {name: record.weight_revisions.get(name, 0) for name in vectors}
+    changes = []
+    async with ctx.uow() as uow:
+        model = await find_model(uow, f"{record.model}@{record.version}")
+        if model.id != record.model_id:
+            raise ConflictError(f"model '{model.ref}' was replaced since run {str(record.id)[:8]} "
+                                "started; its weights are not stored")
+        for name, vec in vectors.items():
+            changes.append(await _store(ctx, uow, model, name, vec, note, "weights.train",
+                                        expect[name], new, resize, run_id=record.id))
+        if any(c.changed for c in changes):
+            await uow.commit()
+    return changes
 
 
 def parse_values(text: str) -> list[float]:

@@ -1,4 +1,5 @@
-"""Weight edits as use cases: unchanged values, --new/--resize, remove. Each runs on the in-memory fakes and on the real
+"""Weight edits as use cases: unchanged values, --new/--resize, remove, and storing the
+weights a training run returned. Each runs on the in-memory fakes and on the real
 repositories (SQLite and PostgreSQL), so the fakes keep in step with them."""
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from mer.domain import ModelConfig, Server
-from mer.errors import ConflictError, EditNotAllowed, NeedsConfirmation, WeightNotFound
+from mer.domain import ModelConfig, RunKind, RunResult, RunStatus, Server
+from mer.errors import ConflictError, EditNotAllowed, NeedsConfirmation, UsageError, WeightNotFound
 from mer.services import models as model_svc
+from mer.services import runs as run_svc
 from mer.services import servers as server_svc
 from mer.services import weights as weight_svc
 from mer.services.context import ServiceContext
@@ -160,3 +162,102 @@ async def test_remove_without_allow_edit_is_refused(ctx: ServiceContext) -> None
     with pytest.raises(EditNotAllowed):
         await weight_svc.remove_weights(ro, "lin", "w", yes=True)
     assert await _history(ctx) == [1]
+
+
+# -- weights from a training run -----------------------------------------------------------
+
+async def _train(ctx: ServiceContext, executor: FakeExecutor, result: Any,
+                 status: RunStatus = RunStatus.SUCCEEDED) -> Any:
+    executor.result = RunResult(status=status, exit_code=0 if status is RunStatus.SUCCEEDED else 1,
+                                result=result)
+    record, _ = await run_svc.run_model(ctx, "lin", kind=RunKind.TRAIN)
+    return record
+
+
+async def test_trained_weights_are_stored_linked_to_the_run(ctx: ServiceContext,
+                                                            executor: FakeExecutor) -> None:
+    record = await _train(ctx, executor, {"weights": {"w": [1.5, 2.5, 3.5]}, "loss": 0.1})
+    assert record.weight_revisions == {"w": 1}
+    [change] = await weight_svc.save_trained_weights(ctx, record)
+    assert change.changed and change.current.revision == 2 and change.current.run_id == record.id
+    history = await weight_svc.weight_history(ctx, "lin", "w")
+    assert [(h.revision, h.run_id) for h in history] == [(1, None), (2, record.id)]
+    assert history[1].note == f"trained by run {str(record.id)[:8]}"
+    entry = (await _audit(ctx))[0]
+    assert entry.action == "weights.train" and entry.after["run_id"] == str(record.id)
+    shown = (await weight_svc.show_weights(ctx, "lin", "w"))[0]
+    assert shown.values.tolist() == [1.5, 2.5, 3.5] and shown.run_id == record.id
+
+
+async def test_a_vector_changed_while_it_trained_is_a_conflict(ctx: ServiceContext,
+                                                               executor: FakeExecutor) -> None:
+    record = await _train(ctx, executor, {"weights": {"w": [0.0, 0.0, 1.0]}})
+    await weight_svc.set_weights(ctx, "lin", "w", [9.0, 9.0, 9.0])  # someone else, meanwhile
+    with pytest.raises(ConflictError, match="you saw revision 1, it is now 2"):
+        await weight_svc.save_trained_weights(ctx, record)
+    assert await _history(ctx) == [1, 2]
+
+
+async def test_trained_weights_obey_new_and_resize_all_or_none(ctx: ServiceContext,
+                                                               executor: FakeExecutor) -> None:
+    record = await _train(ctx, executor, {"weights": {"w": [5.0, 6.0, 7.0], "b": [0.5]}})
+    before = len(await _audit(ctx))
+    with pytest.raises(NeedsConfirmation, match="'b'.*add --new"):
+        await weight_svc.save_trained_weights(ctx, record)
+    assert await _history(ctx) == [1] and len(await _audit(ctx)) == before  # w not stored either
+    changes = await weight_svc.save_trained_weights(ctx, record, new=True)
+    assert [(c.current.name, c.current.revision) for c in changes] == [("b", 1), ("w", 2)]
+    resized = await _train(ctx, executor, {"weights": {"w": [1.0]}})
+    with pytest.raises(NeedsConfirmation, match="add --resize"):
+        await weight_svc.save_trained_weights(ctx, resized)
+    [change] = await weight_svc.save_trained_weights(ctx, resized, resize=True)
+    assert change.current.length == 1
+
+
+async def test_trained_weights_equal_to_the_newest_store_nothing(ctx: ServiceContext,
+                                                                 executor: FakeExecutor) -> None:
+    record = await _train(ctx, executor, {"weights": {"w": [1, 2, 3]}})
+    [change] = await weight_svc.save_trained_weights(ctx, record)
+    assert not change.changed and change.current.revision == 1 and change.current.run_id is None
+
+
+@pytest.mark.parametrize(("result", "status", "message"), [
+    ({"weights": {"w": [1.0, 2.0, 3.0]}}, RunStatus.FAILED, "failed: its weights are not stored"),
+    ({"y": 1}, RunStatus.SUCCEEDED, "returned no weight vectors"),
+    ("text", RunStatus.SUCCEEDED, "returned no weight vectors"),
+    ({"weights": {"w": "1,2,3"}}, RunStatus.SUCCEEDED, "'w' in the result .* is not a list of numbers"),
+    ({"weights": {"w": [1.0, None, 3.0]}}, RunStatus.SUCCEEDED, "element 1 is NoneType"),
+    ({"weights": {"w": []}}, RunStatus.SUCCEEDED, "no values given"),
+])
+async def test_what_cannot_be_stored_is_refused_whole(ctx: ServiceContext, executor: FakeExecutor,
+                                                      result: Any, status: RunStatus, message: str) -> None:
+    record = await _train(ctx, executor, result, status)
+    with pytest.raises(UsageError, match=message):
+        await weight_svc.save_trained_weights(ctx, record, new=True, resize=True)
+    assert await _history(ctx) == [1]
+
+
+async def test_saving_trained_weights_needs_allow_edit(ctx: ServiceContext, executor: FakeExecutor) -> None:
+    record = await _train(ctx, executor, {"weights": {"w": [3.0, 2.0, 1.0]}})
+    ro = ServiceContext(uow=ctx.uow, executors=ctx.executors, allow_edit=False)
+    with pytest.raises(EditNotAllowed):
+        await weight_svc.save_trained_weights(ro, record)
+
+
+async def test_a_model_replaced_since_the_run_started_gets_no_weights(ctx: ServiceContext,
+                                                                      executor: FakeExecutor) -> None:
+    record = await _train(ctx, executor, {"weights": {"w": [3.0, 2.0, 1.0]}})
+    await model_svc.remove_model(ctx, "lin")
+    await model_svc.add_model(ctx, ModelConfig(name="lin", server="local", command=["lin"]))
+    with pytest.raises(ConflictError, match="replaced since run"):
+        await weight_svc.save_trained_weights(ctx, record)
+
+
+async def test_two_saves_at_once_store_one_revision_each_or_conflict(ctx: ServiceContext,
+                                                                     executor: FakeExecutor) -> None:
+    a = await _train(ctx, executor, {"weights": {"w": [1.0, 1.0, 1.0]}})
+    b = await _train(ctx, executor, {"weights": {"w": [2.0, 2.0, 2.0]}})
+    done = await asyncio.gather(weight_svc.save_trained_weights(ctx, a),
+                                weight_svc.save_trained_weights(ctx, b), return_exceptions=True)
+    assert sum(isinstance(d, ConflictError) for d in done) == 1  # both trained from revision 1
+    assert await _history(ctx) == [1, 2]

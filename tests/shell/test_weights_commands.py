@@ -1,5 +1,6 @@
-"""`weights set|remove` in-process on fakes: what a script must say with a flag (--new,
---resize, --yes), what a terminal asks instead, and values that change nothing."""
+"""`weights set|remove` and `train --save` in-process on fakes: what a script must say
+with a flag (--new, --resize, --yes), what a terminal asks instead, values that change
+nothing, and weights that a training run returns."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mer.domain import RunResult, RunStatus
+from mer.services import models as model_svc
 from mer.services import weights as weight_svc
 from mer.services.context import ServiceContext
 from mer.shell import confirm
@@ -153,3 +156,93 @@ def test_the_first_vector_of_a_model_needs_no_new(sh: ShellOnFakes) -> None:
 def test_remove_is_a_verb_of_weights(sh: ShellOnFakes) -> None:
     assert "remove" in sh("help weights").out
     assert "(needs --allow-edit)" in sh("help weights").out
+
+
+# -- train ------------------------------------------------------------------------------
+
+@pytest.fixture
+def trainer(sh: ShellOnFakes) -> ShellOnFakes:
+    edit = ServiceContext(uow=sh.ctx.uow, executors=sh.ctx.executors, allow_edit=True, actor="seed")
+    sh.bridge.call(model_svc.set_model_field(edit, "lin", "train_command", "python3 train.py"))
+    sh.executor.result = RunResult(status=RunStatus.SUCCEEDED, exit_code=0,
+                                   result={"weights": {"w": [0.5, 1.5, 2.5]}, "loss": 0.25})
+    return sh
+
+
+def test_train_without_save_stores_nothing_and_says_how(trainer: ShellOnFakes) -> None:
+    before = _stored(trainer)
+    done = trainer("train lin --data 1")
+    assert not done.failed and done.out == ""
+    assert done.err.endswith("; 1 weight vector in the result; rerun with --save to store it\n")
+    assert _stored(trainer) == before
+    trainer.executor.result.result = {"weights": {"w": [1.0], "b": [2.0]}}
+    assert trainer("train lin").err.endswith("; 2 weight vectors in the result; rerun with --save to store them\n")
+    trainer.executor.result.result = {"loss": 1}
+    assert "rerun with --save" not in trainer("train lin").err
+
+
+def test_train_save_stores_revisions_linked_to_the_run(trainer: ShellOnFakes) -> None:
+    done = trainer("train lin --save")
+    assert not done.failed, done.err
+    assert done.out.startswith("w: revision 2 (3 values, sha256 ")
+    run_id = json.loads(trainer("runs --json").out)[0]["id"]
+    assert [r["run_id"] for r in _revisions(trainer)] == [None, run_id]
+    table = trainer("weights history lin w").out
+    assert "RUN" in table.splitlines()[0] and run_id[:8] in table.splitlines()[2]
+    assert "trained by run " + run_id[:8] in table
+
+
+def test_train_save_under_json_is_one_object(trainer: ShellOnFakes) -> None:
+    done = trainer("train lin --save --json")
+    assert done.out.count("\n") == 1
+    image = json.loads(done.out)
+    assert image["status"] == "succeeded" and image["result"]["loss"] == 0.25
+    [saved] = image["saved"]
+    assert saved["name"] == "w" and saved["revision"] == 2 and saved["run_id"] == image["id"]
+    assert saved["unchanged"] is False
+
+
+def test_train_save_needs_allow_edit_before_it_runs(trainer: ShellOnFakes) -> None:
+    trainer.shell.allow_edit = False
+    done = trainer("train lin --save")
+    assert done.failed and done.err == "error: editing is disabled: start mer with --allow-edit\n"
+    assert trainer.executor.requests == []
+
+
+def test_train_save_obeys_the_flags_and_keeps_the_run_report(trainer: ShellOnFakes) -> None:
+    trainer.executor.result.result = {"weights": {"w": [1.0, 2.0]}}
+    before = _stored(trainer)
+    done = trainer("train lin --save")
+    assert done.failed and done.exit_code == 2
+    summary, error = done.err.splitlines()
+    assert summary.startswith("lin@1 succeeded")
+    assert error == ("error: weight vector 'w' of model 'lin@1' has 3 values, the new one 2; "
+                     "add --resize to change its length")
+    assert _stored(trainer) == before
+    image = json.loads(trainer("train lin --save --json").out)
+    assert image["saved"] == [] and "add --resize" in image["save_error"]
+    assert trainer("train lin --save --resize").out.startswith("w: revision 2 (2 values")
+
+
+def test_train_save_asks_in_a_terminal(trainer: ShellOnFakes, monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer.executor.result.result = {"weights": {"w": [1.0, 2.0], "b": [3.0]}}
+    person = Terminal(trainer, monkeypatch, "y", "y")
+    done = trainer("train lin --save")
+    assert not done.failed, done.err
+    assert person.questions == ["create a new weight vector 'b' of lin@1 (it has w)? [y/N] ",
+                                "change the length of 'w' of lin@1 from 3 to 2? [y/N] "]
+    assert done.out.splitlines()[0].startswith("b: revision 1") and "w: revision 2" in done.out
+
+
+def test_a_failed_training_stores_nothing(trainer: ShellOnFakes) -> None:
+    trainer.executor.result.status, trainer.executor.result.exit_code = RunStatus.FAILED, 1
+    before = _stored(trainer)
+    done = trainer("train lin --save")
+    assert done.failed and "failed (exit 1)" in done.err and "rerun" not in done.err
+    assert _stored(trainer) == before
+
+
+def test_new_and_resize_go_with_save(trainer: ShellOnFakes) -> None:
+    done = trainer("train lin --resize")
+    assert done.failed and done.err == "error: --new and --resize go with --save\n"
+    assert trainer.executor.requests == []

@@ -1,5 +1,6 @@
 """Weights as a person or a script meets them through the real `mer`: a script's one-line
-refusals and exit status, a terminal's yes/no, a bad file."""
+refusals and exit status, a terminal's yes/no, a bad file, and `train --save` with the
+example linear model's real training command."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pexpect
 from tests.shell.conftest import BIN, Mer
 
 PROMPT = "mer>"
+SAMPLES = '{"samples": [[1, 0, 0, 2], [0, 1, 0, 1]], "rate": 0.1}'
 
 
 def _values(mer: Mer) -> list[float]:
@@ -41,6 +43,23 @@ def test_a_truncated_npy_is_refused_with_one_line(mer: Mer, tmp_path: Path) -> N
                "-c", f"weights set linear w --file {tmp_path / 'w.npy'}")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1] == "w: unchanged (revision 2)"
+
+
+def test_train_save_stores_what_the_training_returned(mer: Mer) -> None:
+    done = mer("-c", f"train linear --data '{SAMPLES}'")
+    assert done.returncode == 0, done.stderr
+    assert "epoch 5" in done.stdout
+    assert done.stderr.rstrip().endswith("; 1 weight vector in the result; rerun with --save to store it")
+    assert _values(mer) == [0.5, 2.0, -1.0]
+    done = mer("--allow-edit", "--json", "-c", f"train linear --data '{SAMPLES}' --save")
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    trained = run["result"]["weights"]["w"]
+    assert run["saved"][0]["revision"] == 2 and _values(mer) == trained != [0.5, 2.0, -1.0]
+    history = json.loads(mer("--json", "-c", "weights history linear w").stdout)
+    assert [h["run_id"] for h in history] == [None, run["id"]]
+    table = mer("-c", "weights history linear w").stdout
+    assert run["id"][:8] in table
 
 
 def test_a_terminal_asks_before_removing(mer: Mer) -> None:

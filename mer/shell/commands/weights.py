@@ -107,10 +107,10 @@ class WeightCommands(MerCommands):
         revs = self.call(weight_svc.weight_history(self.ctx(), args.model, args.name))
         newest = max(revs, key=lambda w: w.revision)
         self.seen.weights.saw(newest.model_id, newest.name, newest.revision)
-        rows = [[w.revision, w.length, w.sha256[:12], w.author, render.when(w.created_at), w.note]
-                for w in revs]
+        rows = [[w.revision, w.length, w.sha256[:12], w.author, render.when(w.created_at),
+                 str(w.run_id)[:8] if w.run_id else None, w.note] for w in revs]
         self.emit(args, [render.weight_image(w, values=False) for w in revs], lambda: render.table(
-            ["rev", "length", "sha256", "author", "created", "note"], rows))
+            ["rev", "length", "sha256", "author", "created", "run", "note"], rows))
 
     @verb("weights", "set", _set, edits=True)
     def weights_set(self, args: argparse.Namespace) -> None:
