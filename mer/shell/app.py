@@ -167,6 +167,13 @@ class MerShell(cmd2.Cmd):
             answer = ""
         return answer.strip().lower() in ("y", "yes")
 
+    def complete(self, text: str, line: str, begidx: int, endidx: int,
+                 custom_settings: Any = None) -> cmd2.Completions:
+        if custom_settings is None:  # the command line, not a prompt inside a command
+            full, start = grammar.for_completion(line, begidx)
+            line, begidx, endidx = full, start, endidx + start - begidx
+        return super().complete(text, line, begidx, endidx, custom_settings)
+
     def _get_command_category(self, func: Any) -> str:
         category = super()._get_command_category(func)
         return "Shell" if category == cmd2.Cmd.DEFAULT_CATEGORY else category

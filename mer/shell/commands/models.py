@@ -28,7 +28,7 @@ def _noun(description: str) -> cmd2.Cmd2ArgumentParser:
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", choices_provider=MerCommands._models, help="MODEL or MODEL@VERSION")
+    p.add_argument("model", completer=MerCommands._models, help="MODEL or MODEL@VERSION")
 
 
 _list = parser("List the models.")

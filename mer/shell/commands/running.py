@@ -25,7 +25,7 @@ CATEGORY = "Runs"
 
 def _run_parser(description: str) -> cmd2.Cmd2ArgumentParser:
     p = parser(description)
-    p.add_argument("model", choices_provider=MerCommands._models, help="MODEL or MODEL@VERSION")
+    p.add_argument("model", completer=MerCommands._models, help="MODEL or MODEL@VERSION")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--input", type=Path, completer=cmd2.Cmd.path_complete,
                      help="a file whose content (JSON when it parses) is the input; - reads "
@@ -43,12 +43,12 @@ _run = _run_parser("Run a model; its output streams live, then a one-line summar
 _train = _run_parser("Run a model's training command.")
 
 _stop = parser("End a model's worker processes.")
-_stop.add_argument("model", choices_provider=MerCommands._models)
+_stop.add_argument("model", completer=MerCommands._models)
 add_json(_stop)
 
 _feed = parser("Send each line you type to the model and print each answer, until an empty "
                "line or Ctrl-D: a chat with a loaded worker.")
-_feed.add_argument("model", choices_provider=MerCommands._models)
+_feed.add_argument("model", completer=MerCommands._models)
 _feed.add_argument("--timeout", type=float, help="seconds to wait for each answer")
 add_json(_feed)
 

@@ -16,7 +16,7 @@ _noun = parser("The access log: list, show. `runs` lists the newest; `runs ID` s
 _noun.add_subparsers(title="verbs", metavar="VERB", required=True)
 
 _list = parser("List runs, newest first.")
-_list.add_argument("--model", choices_provider=MerCommands._models, help="only this model's runs")
+_list.add_argument("--model", completer=MerCommands._models, help="only this model's runs")
 _list.add_argument("--status", choices=[s.value for s in RunStatus])
 _list.add_argument("--since", help="only runs since: 30m, 2h, 1d or an ISO time")
 _list.add_argument("--limit", type=int, default=20, help="at most N runs (default 20)")

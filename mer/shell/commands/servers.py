@@ -24,7 +24,7 @@ add_json(_show)
 
 _ping = parser("Check a server: reachable? host key known? latency. Given a model, checks "
                "the model's server.")
-_ping.add_argument("name", choices_provider=MerCommands._servers_and_models, help="SERVER or MODEL")
+_ping.add_argument("name", completer=MerCommands._servers_and_models, help="SERVER or MODEL")
 add_json(_ping)
 
 _add = parser("Register a server.")

@@ -21,7 +21,7 @@ _ELEMENT = re.compile(r"([^\[\]=]+)\[(-?\d+)\]=(.+)")
 
 
 def _model_and_name(p: argparse.ArgumentParser, name_required: bool = True) -> None:
-    p.add_argument("model", choices_provider=MerCommands._models, help="MODEL or MODEL@VERSION")
+    p.add_argument("model", completer=MerCommands._models, help="MODEL or MODEL@VERSION")
     p.add_argument("name", nargs=None if name_required else "?",
                    choices_provider=MerCommands._weights, help="the vector's NAME")
 
@@ -40,7 +40,7 @@ add_json(_history)
 
 _set = parser("Store a new revision of a vector: `weights set MODEL NAME --values 0.1,0.2` or "
               "`--file F.npy|.json|.csv`, or one element: `weights set MODEL NAME[I]=V`.")
-_set.add_argument("model", choices_provider=MerCommands._models, help="MODEL or MODEL@VERSION")
+_set.add_argument("model", completer=MerCommands._models, help="MODEL or MODEL@VERSION")
 _set.add_argument("name", choices_provider=MerCommands._weights, help="NAME or NAME[I]=V")
 _set.add_argument("--values", help="comma-separated numbers")
 _set.add_argument("--file", type=Path, completer=cmd2.Cmd.path_complete,
