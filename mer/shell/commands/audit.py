@@ -55,4 +55,4 @@ class AuditCommands(MerCommands):
         entries = self.call(audit_svc.audit_log(self.ctx(), args.subject, after, args.user,
                                                 args.limit))
         self.emit(args, [audit_image(e) for e in entries],
-                  lambda: render.table(AUDIT_HEADERS, audit_rows(entries)))
+                  lambda: render.Table(AUDIT_HEADERS, audit_rows(entries)))

@@ -107,15 +107,20 @@ class MerCommands(CommandSet["MerShell"]):
     def out(self, text: str) -> None:
         self._cmd.out(text)
 
+    def show(self, text: str | render.Table) -> None:
+        self._cmd.show(text)
+
     def want_json(self, args: argparse.Namespace) -> bool:
         return self._cmd.json_output or bool(getattr(args, "json", False))
 
-    def emit(self, args: argparse.Namespace, image: Any, text: str | Callable[[], str]) -> None:
-        """Print ``image`` as one line of JSON under --json, else the text for people."""
+    def emit(self, args: argparse.Namespace, image: Any,
+             text: str | render.Table | Callable[[], str | render.Table]) -> None:
+        """Print ``image`` as one line of JSON under --json, else the text for people
+        (a table fitted to the terminal when there is one)."""
         if self.want_json(args):
             self.out(render.dumps(image))
         else:
-            self.out(text if isinstance(text, str) else text())
+            self.show(text() if callable(text) else text)
 
     # -- Tab: read the completion cache only, never the database ----------------------
     # NOTE: models are a completer, not a choices provider, because what is offered

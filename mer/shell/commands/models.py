@@ -127,7 +127,7 @@ class ModelCommands(MerCommands):
         models = self.call(model_svc.list_models(self.ctx(), args.server))
         rows = [[m.name, m.version, m.server, m.mode, "yes" if m.enabled else "no", m.description]
                 for m in models]
-        self.emit(args, [model_svc.model_image(m) for m in models], lambda: render.table(
+        self.emit(args, [model_svc.model_image(m) for m in models], lambda: render.Table(
             ["model", "version", "server", "mode", "enabled", "description"], rows))
 
     @verb("model", "show", _show)
@@ -152,7 +152,7 @@ class ModelCommands(MerCommands):
         entries = self.call(audit_svc.audit_log(self.ctx(), view.model.ref, limit=1000))
         entries = [e for e in entries if e.target == f"model {view.model.ref}"]
         self.emit(args, [audit_image(e) for e in entries],
-                  lambda: render.table(AUDIT_HEADERS, audit_rows(entries)))
+                  lambda: render.Table(AUDIT_HEADERS, audit_rows(entries)))
 
     @verb("model", "add", _add, edits=True)
     def model_add(self, args: argparse.Namespace) -> None:

@@ -133,7 +133,7 @@ class RunCommands(MerCommands):
         self.emit(args, [{"server": w.server, "model": w.model, "version": w.version,
                           "pid": w.pid, "started_at": w.started_at, "requests": w.requests}
                          for w in workers],
-                  lambda: render.table(["server", "model", "pid", "started", "requests"],
+                  lambda: render.Table(["server", "model", "pid", "started", "requests"],
                                        render.worker_rows(workers)))
 
     @command(_feed, CATEGORY)

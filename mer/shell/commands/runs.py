@@ -39,7 +39,7 @@ class RunLogCommands(MerCommands):
         after = since(args.since) if args.since else None
         records = self.call(run_svc.list_runs(self.ctx(), args.model, args.status, after, args.limit))
         self.emit(args, [render.run_image(r) for r in records],
-                  lambda: render.table(render.RUN_HEADERS, render.run_rows(records)))
+                  lambda: render.Table(render.RUN_HEADERS, render.run_rows(records)))
 
     @verb("runs", "show", _show)
     def runs_show(self, args: argparse.Namespace) -> None:

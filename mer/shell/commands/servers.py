@@ -83,7 +83,7 @@ class ServerCommands(MerCommands):
     def server_list(self, args: argparse.Namespace) -> None:
         servers = self.call(server_svc.list_servers(self.ctx()))
         self.seen.servers.update({s.name: s.row_version for s in servers})
-        self.emit(args, [server_svc.server_image(s) for s in servers], lambda: render.table(
+        self.emit(args, [server_svc.server_image(s) for s in servers], lambda: render.Table(
             ["server", "kind", "host", "port", "user", "max runs", "enabled"],
             render.server_rows(servers)))
 

@@ -81,7 +81,7 @@ class WeightCommands(MerCommands):
             self.out(render.dumps(images[0] if args.name else images))
             return
         head = 8 if args.head is None else args.head
-        self.out("\n".join(_vector_text(w, head) for w in revs) or "no weight vectors")
+        self.show("\n".join(_vector_text(w, head) for w in revs) or "no weight vectors")
 
     @verb("weights", "history", _history)
     def weights_history(self, args: argparse.Namespace) -> None:
@@ -90,7 +90,7 @@ class WeightCommands(MerCommands):
         self.seen.weights.saw(newest.model_id, newest.name, newest.revision)
         rows = [[w.revision, w.length, w.sha256[:12], w.author, render.when(w.created_at), w.note]
                 for w in revs]
-        self.emit(args, [render.weight_image(w, values=False) for w in revs], lambda: render.table(
+        self.emit(args, [render.weight_image(w, values=False) for w in revs], lambda: render.Table(
             ["rev", "length", "sha256", "author", "created", "note"], rows))
 
     @verb("weights", "set", _set, edits=True)
