@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from mer.services import runs as run_svc
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command
 from mer.shell.parsing import add_json, parser
+from mer.shell.spinner import Spinner
 
 __all__ = ["RunCommands"]
 
@@ -58,12 +60,14 @@ add_json(_workers)
 
 class RunCommands(MerCommands):
 
-    def _sink(self, stream: Any) -> Callable[[bytes], None]:
-        """Where a model's output goes, live, as it comes."""
+    def _sink(self, stream: Any, spinner: Spinner | None = None) -> Callable[[bytes], None]:
+        """Where a model's output goes, live, as it comes (the spinner gone first)."""
         buffer = getattr(stream, "buffer", None)
         shell = self.shell
 
         def sink(chunk: bytes) -> None:
+            if spinner is not None:
+                spinner.stop()
             if shell.closed_output:
                 return
             try:
@@ -92,13 +96,17 @@ class RunCommands(MerCommands):
             sys.stdout.flush()
         except BrokenPipeError:
             shell.output_closed()
-        sinks = Sinks(stdout=self._sink(sys.stderr if as_json else sys.stdout),
-                      stderr=self._sink(sys.stderr))
-        record, _ = self.call(run_svc.run_model(
-            self.ctx(), args.model, input=self._input(args),
-            params=run_svc.parse_param_overrides(args.param), server=args.server,
-            timeout=args.timeout, kind=kind, sinks=sinks,
-        ))
+        # A person at a terminal sees a spinner until the model prints (never in a
+        # script, nor under --json, whose reader wants only the JSON).
+        spinner = Spinner(sys.stderr) if not as_json and shell.watched(sys.stderr) else None
+        sinks = Sinks(stdout=self._sink(sys.stderr if as_json else sys.stdout, spinner),
+                      stderr=self._sink(sys.stderr, spinner))
+        with spinner or nullcontext():
+            record, _ = self.call(run_svc.run_model(
+                self.ctx(), args.model, input=self._input(args),
+                params=run_svc.parse_param_overrides(args.param), server=args.server,
+                timeout=args.timeout, kind=kind, sinks=sinks,
+            ))
         if shell.closed_output:
             raise SystemExit(EXIT_OUTPUT_CLOSED)
         if as_json:
@@ -141,6 +149,7 @@ class RunCommands(MerCommands):
         """Chat with a model's worker."""
         shell = self.shell
         interactive = shell.stdin.isatty()
+        watched = not self.want_json(args) and shell.watched(sys.stderr)  # a spinner per answer
         while True:
             try:
                 line = shell.read_input(f"{args.model}> ") if interactive else shell.stdin.readline()
@@ -152,9 +161,10 @@ class RunCommands(MerCommands):
             if not line.strip():
                 break
             record: RunRecord
-            record, _ = self.call(run_svc.run_model(self.ctx(), args.model,
-                                                    input=run_svc.load_input(data=line),
-                                                    timeout=args.timeout))
+            with Spinner(sys.stderr) if watched else nullcontext():
+                record, _ = self.call(run_svc.run_model(self.ctx(), args.model,
+                                                        input=run_svc.load_input(data=line),
+                                                        timeout=args.timeout))
             if str(record.status) != "succeeded":
                 shell.fail(render.run_summary(record), 1)  # as `run` ends a failed run
             elif self.want_json(args):
