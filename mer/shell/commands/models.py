@@ -29,7 +29,7 @@ def _noun(description: str) -> cmd2.Cmd2ArgumentParser:
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", choices_provider=MerCommands._models, help="MODEL or MODEL@VERSION")
+    p.add_argument("model", completer=MerCommands._models, help="MODEL or MODEL@VERSION")
 
 
 _list = parser("List the models.")
@@ -128,7 +128,7 @@ class ModelCommands(MerCommands):
         models = self.call(model_svc.list_models(self.ctx(), args.server))
         rows = [[m.name, m.version, m.server, m.mode, "yes" if m.enabled else "no", m.description]
                 for m in models]
-        self.emit(args, [model_svc.model_image(m) for m in models], lambda: render.table(
+        self.emit(args, [model_svc.model_image(m) for m in models], lambda: render.Table(
             ["model", "version", "server", "mode", "enabled", "description"], rows))
 
     @verb("model", "show", _show)
@@ -153,7 +153,7 @@ class ModelCommands(MerCommands):
         entries = self.call(audit_svc.audit_log(self.ctx(), view.model.ref, limit=1000))
         entries = [e for e in entries if e.target == f"model {view.model.ref}"]
         self.emit(args, [audit_image(e) for e in entries],
-                  lambda: render.table(AUDIT_HEADERS, audit_rows(entries)))
+                  lambda: render.Table(AUDIT_HEADERS, audit_rows(entries)))
 
     @verb("model", "add", _add, edits=True)
     def model_add(self, args: argparse.Namespace) -> None:

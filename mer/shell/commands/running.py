@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from mer.shell.commands.base import MerCommands, command
 from mer.shell.commands.weights import change_image, change_text
 from mer.shell.confirm import DECLINED, confirmed
 from mer.shell.parsing import add_json, parser
+from mer.shell.spinner import Spinner
 
 __all__ = ["RunCommands"]
 
@@ -30,7 +32,7 @@ CATEGORY = "Runs"
 
 def _run_parser(description: str) -> cmd2.Cmd2ArgumentParser:
     p = parser(description)
-    p.add_argument("model", choices_provider=MerCommands._models, help="MODEL or MODEL@VERSION")
+    p.add_argument("model", completer=MerCommands._models, help="MODEL or MODEL@VERSION")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--input", type=Path, completer=cmd2.Cmd.path_complete,
                      help="a file whose content (JSON when it parses) is the input; - reads "
@@ -56,12 +58,12 @@ _train.add_argument("--resize", action="store_true",
                     help="with --save: a vector may change its length")
 
 _stop = parser("End a model's worker processes.")
-_stop.add_argument("model", choices_provider=MerCommands._models)
+_stop.add_argument("model", completer=MerCommands._models)
 add_json(_stop)
 
 _feed = parser("Send each line you type to the model and print each answer, until an empty "
                "line or Ctrl-D: a chat with a loaded worker.")
-_feed.add_argument("model", choices_provider=MerCommands._models)
+_feed.add_argument("model", completer=MerCommands._models)
 _feed.add_argument("--timeout", type=float, help="seconds to wait for each answer")
 add_json(_feed)
 
@@ -81,12 +83,14 @@ def _unsaved(record: RunRecord) -> str:
 
 class RunCommands(MerCommands):
 
-    def _sink(self, stream: Any) -> Callable[[bytes], None]:
-        """Where a model's output goes, live, as it comes."""
+    def _sink(self, stream: Any, spinner: Spinner | None = None) -> Callable[[bytes], None]:
+        """Where a model's output goes, live, as it comes (the spinner gone first)."""
         buffer = getattr(stream, "buffer", None)
         shell = self.shell
 
         def sink(chunk: bytes) -> None:
+            if spinner is not None:
+                spinner.stop()
             if shell.closed_output:
                 return
             try:
@@ -116,14 +120,18 @@ class RunCommands(MerCommands):
             sys.stdout.flush()
         except BrokenPipeError:
             shell.output_closed()
-        sinks = Sinks(stdout=self._sink(sys.stderr if as_json else sys.stdout),
-                      stderr=self._sink(sys.stderr))
+        # A person at a terminal sees a spinner until the model prints (never in a
+        # script, nor under --json, whose reader wants only the JSON).
+        spinner = Spinner(sys.stderr) if not as_json and shell.watched(sys.stderr) else None
+        sinks = Sinks(stdout=self._sink(sys.stderr if as_json else sys.stdout, spinner),
+                      stderr=self._sink(sys.stderr, spinner))
         record: RunRecord
-        record, _ = self.call(run_svc.run_model(
-            self.ctx(), args.model, input=self._input(args),
-            params=run_svc.parse_param_overrides(args.param), server=args.server,
-            timeout=args.timeout, kind=kind, sinks=sinks,
-        ))
+        with spinner or nullcontext():
+            record, _ = self.call(run_svc.run_model(
+                self.ctx(), args.model, input=self._input(args),
+                params=run_svc.parse_param_overrides(args.param), server=args.server,
+                timeout=args.timeout, kind=kind, sinks=sinks,
+            ))
         if shell.closed_output:
             raise SystemExit(EXIT_OUTPUT_CLOSED)
         if str(record.status) != "succeeded":
@@ -198,7 +206,7 @@ class RunCommands(MerCommands):
         self.emit(args, [{"server": w.server, "model": w.model, "version": w.version,
                           "pid": w.pid, "started_at": w.started_at, "requests": w.requests}
                          for w in workers],
-                  lambda: render.table(["server", "model", "pid", "started", "requests"],
+                  lambda: render.Table(["server", "model", "pid", "started", "requests"],
                                        render.worker_rows(workers)))
 
     @command(_feed, CATEGORY)
@@ -206,6 +214,7 @@ class RunCommands(MerCommands):
         """Chat with a model's worker."""
         shell = self.shell
         interactive = shell.stdin.isatty()
+        watched = not self.want_json(args) and shell.watched(sys.stderr)  # a spinner per answer
         while True:
             try:
                 line = shell.read_input(f"{args.model}> ") if interactive else shell.stdin.readline()
@@ -217,9 +226,10 @@ class RunCommands(MerCommands):
             if not line.strip():
                 break
             record: RunRecord
-            record, _ = self.call(run_svc.run_model(self.ctx(), args.model,
-                                                    input=run_svc.load_input(data=line),
-                                                    timeout=args.timeout))
+            with Spinner(sys.stderr) if watched else nullcontext():
+                record, _ = self.call(run_svc.run_model(self.ctx(), args.model,
+                                                        input=run_svc.load_input(data=line),
+                                                        timeout=args.timeout))
             if str(record.status) != "succeeded":
                 shell.fail(render.run_summary(record), 1)  # as `run` ends a failed run
             elif self.want_json(args):

@@ -25,7 +25,7 @@ add_json(_show)
 
 _ping = parser("Check a server: reachable? host key known? latency. Given a model, checks "
                "the model's server.")
-_ping.add_argument("name", choices_provider=MerCommands._servers_and_models, help="SERVER or MODEL")
+_ping.add_argument("name", completer=MerCommands._servers_and_models, help="SERVER or MODEL")
 add_json(_ping)
 
 _add = parser("Register a server.")
@@ -84,7 +84,7 @@ class ServerCommands(MerCommands):
     def server_list(self, args: argparse.Namespace) -> None:
         servers = self.call(server_svc.list_servers(self.ctx()))
         self.seen.servers.update({s.name: s.row_version for s in servers})
-        self.emit(args, [server_svc.server_image(s) for s in servers], lambda: render.table(
+        self.emit(args, [server_svc.server_image(s) for s in servers], lambda: render.Table(
             ["server", "kind", "host", "port", "user", "max runs", "enabled"],
             render.server_rows(servers)))
 

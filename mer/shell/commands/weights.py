@@ -26,7 +26,7 @@ _ELEMENT = re.compile(r"([^\[\]=]+)\[(-?\d+)\]=(.+)")
 
 
 def _model_and_name(p: argparse.ArgumentParser, name_required: bool = True) -> None:
-    p.add_argument("model", choices_provider=MerCommands._models, help="MODEL or MODEL@VERSION")
+    p.add_argument("model", completer=MerCommands._models, help="MODEL or MODEL@VERSION")
     p.add_argument("name", nargs=None if name_required else "?",
                    choices_provider=MerCommands._weights, help="the vector's NAME")
 
@@ -47,7 +47,7 @@ add_json(_history)
 _set = parser("Store a new revision of a vector: `weights set MODEL NAME --values 0.1,0.2` or "
               "`--file F.npy|.npz|.csv|.json`, or one element: `weights set MODEL NAME[I]=V`. "
               "Values equal to the newest revision store nothing.")
-_set.add_argument("model", choices_provider=MerCommands._models, help="MODEL or MODEL@VERSION")
+_set.add_argument("model", completer=MerCommands._models, help="MODEL or MODEL@VERSION")
 _set.add_argument("name", choices_provider=MerCommands._weights, help="NAME or NAME[I]=V")
 _set.add_argument("--values", help="comma-separated numbers")
 _set.add_argument("--file", type=Path, completer=cmd2.Cmd.path_complete,
@@ -100,7 +100,7 @@ class WeightCommands(MerCommands):
             self.out(render.dumps(images[0] if args.name else images))
             return
         head = 8 if args.head is None else args.head
-        self.out("\n".join(_vector_text(w, head) for w in revs) or "no weight vectors")
+        self.show("\n".join(_vector_text(w, head) for w in revs) or "no weight vectors")
 
     @verb("weights", "history", _history)
     def weights_history(self, args: argparse.Namespace) -> None:
@@ -109,7 +109,7 @@ class WeightCommands(MerCommands):
         self.seen.weights.saw(newest.model_id, newest.name, newest.revision)
         rows = [[w.revision, w.length, w.sha256[:12], w.author, render.when(w.created_at),
                  str(w.run_id)[:8] if w.run_id else None, w.note] for w in revs]
-        self.emit(args, [render.weight_image(w, values=False) for w in revs], lambda: render.table(
+        self.emit(args, [render.weight_image(w, values=False) for w in revs], lambda: render.Table(
             ["rev", "length", "sha256", "author", "created", "run", "note"], rows))
 
     @verb("weights", "set", _set, edits=True)
