@@ -65,7 +65,11 @@ _CONN_KEYS = {"host": ("host", "ip"), "port": ("port",), "user": ("user", "usern
 _OWNED = ("server", "command", "train_command", "mode", "framing", "workdir")
 CHANGES = ("add", "overwrite")
 _KINDS = ("server", "model", "weights", "history", "skipped")
-_NOUNS = {"server": "servers", "model": "models", "weights": "weight vectors", "history": "access-log rows"}
+_NOUNS = {"server": "server", "model": "model", "weights": "weight vector", "history": "access-log row"}
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +166,7 @@ class ImportReport:
 
     def summary(self) -> str:
         def counted(action: str) -> str:
-            return ", ".join(f"{self.count(action, kind)} {noun}" for kind, noun in _NOUNS.items()
+            return ", ".join(_plural(self.count(action, kind), noun) for kind, noun in _NOUNS.items()
                              if self.count(action, kind))
 
         parts = []
@@ -170,9 +174,9 @@ class ImportReport:
             if self.count(action):
                 parts.append(f"{done if self.applied else todo}: {counted(action)}")
         if self.count("conflict"):
-            parts.append(f"{self.count('conflict')} conflicts skipped (--overwrite replaces them)")
+            parts.append(f"{_plural(self.count('conflict'), 'conflict')} skipped (--overwrite replaces them)")
         if self.count("skip"):
-            parts.append(f"{self.count('skip')} entries skipped")
+            parts.append(f"{self.count('skip')} skipped")
         parts.append(f"{self.count('unchanged') + self.count('reuse')} unchanged")
         if not self.changed:
             head = "nothing to change"
@@ -245,6 +249,8 @@ class _Mapper:
             return self.skip(what, "ModelParams has no inferenceCommand; add one in the source")
         key = _ServerKey("local")
         if conn == "ssh":
+            if _pick(conn_params, "host") is None:
+                return self.skip(what, "ConnTypeParams has no host; add one in the source")
             port = _pick(conn_params, "port") or 22
             try:
                 key = _ServerKey("ssh", _pick(conn_params, "host"), int(port), _pick(conn_params, "user"))
@@ -285,8 +291,9 @@ class _Mapper:
                 by_content.setdefault(m.content(), m).uids |= m.uids
             unique = list(by_content.values())
             if len(unique) < len(group):
-                self.report.warnings.append(f"AvailableModels '{name}': {len(group) - len(unique) + 1} rows "
-                                            f"have the same content; imported once")
+                self.report.warnings.append(f"AvailableModels '{name}': "
+                                            f"{_plural(len(group) - len(unique), 'duplicate row')} "
+                                            f"(same content) not imported again")
             if len(unique) > 1:
                 conns = Counter(m.conn for m in unique)
                 numbered: Counter[str] = Counter()

@@ -233,3 +233,25 @@ def test_the_command_dry_runs_applies_and_refuses_bad_input(
     assert err.count("\n") == 1 and "is not a directory of Rust MER migration files" in err
     assert migrate_main(["import-mer", str(source), "--user", "root"]) == 2
     assert "apply to a SurrealDB URL, not a directory" in capsys.readouterr().err
+
+
+def _row(name: str, conn: str, host: str | None = None, command: str = "python3 m.py") -> dict[str, Any]:
+    return {"name": name, "connType": conn,
+            "connTypeParams": [{"host": host, "port": 22} if host else {}],
+            "modelParams": [{"inferenceCommand": command}]}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_names_are_distinct_and_the_same_whatever_the_row_order(uow_factory: Any) -> None:
+    rows = [_row("x", "ssh", "b"), _row("x", "local"), _row("x", "ssh", "a"),
+            _row("y", "local"), _row("y", "local"), _row("z", "ssh"), _row("w", "docker")]
+    reports = [await import_mer(RustMerCatalog(source="s", models=order), uow_factory)
+               for order in (rows, rows[::-1])]
+    for report in reports:
+        models = {e.name: e.detail for e in report.entries if e.kind == "model"}
+        assert sorted(models) == ["x-local@1", "x-ssh-1@1", "x-ssh-2@1", "y@1"]
+        assert "on ssh-a-22:" in models["x-ssh-1@1"] and "on ssh-b-22:" in models["x-ssh-2@1"]
+        skipped = {e.name: e.detail for e in report.entries if e.action == "skip"}
+        assert skipped == {"AvailableModels 'z' (ssh)": "ConnTypeParams has no host; add one in the source",
+                           "AvailableModels 'w' (docker)": "connType must be local or ssh; fix the row in the source"}
+        assert report.warnings == ["AvailableModels 'y': 1 duplicate row (same content) not imported again"]
