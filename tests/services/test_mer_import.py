@@ -6,6 +6,7 @@ imported into SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import uuid
@@ -210,7 +211,7 @@ async def test_without_the_extra_one_line_names_it(monkeypatch: pytest.MonkeyPat
 def test_the_command_dry_runs_applies_and_refuses_bad_input(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
         source: Path) -> None:
-    for key in [k for k in __import__("os").environ if k.startswith("MER_")]:
+    for key in [k for k in os.environ if k.startswith("MER_")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("MER_ENV_FILE", "/nonexistent/.env")
     monkeypatch.setenv("MER_DATA_DIR", str(tmp_path))
