@@ -176,6 +176,7 @@ class WeightRevision:
     created_at: datetime | None = None
     # Kept apart from values so a history listing can carry lengths without the values.
     length: int = -1
+    run_id: UUID | None = None  # the training run whose result this revision is, if any
 
     def __post_init__(self) -> None:
         if self.length < 0:

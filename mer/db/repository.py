@@ -332,11 +332,12 @@ class SqlWeightRepository(_Repo):
         return WeightRevision(
             model_id=row.model_id, name=row.name, revision=row.revision, values=values,
             sha256=row.sha256, author=row.author, note=row.note, id=row.id,
-            created_at=_aware(row.created_at), length=row.length,
+            created_at=_aware(row.created_at), length=row.length, run_id=row.run_id,
         )
 
     async def append(
-        self, model_id: UUID, name: str, values: Sequence[float], author: str, note: str = ""
+        self, model_id: UUID, name: str, values: Sequence[float], author: str, note: str = "",
+        run_id: UUID | None = None, base: int | None = None,
     ) -> WeightRevision:
         try:
             vec = to_vector(values)
@@ -347,32 +348,37 @@ class SqlWeightRepository(_Repo):
         digest = vector_sha256(vec)
         now = utcnow()
         with map_errors():
-            last = await self.session.scalar(
+            # NOTE: with a base, the unique (model, name, revision) is the optimistic lock:
+            # a check of the newest revision followed by max + 1 would let two edits that
+            # both read revision 3 store 4 and 5, the second overwriting the first unseen.
+            last = base if base is not None else await self.session.scalar(
                 select(func.max(WeightRow.revision)).where(
                     WeightRow.model_id == model_id, WeightRow.name == name
                 )
             )
             rev = (last or 0) + 1
             row = WeightRevision(model_id=model_id, name=name, revision=rev, values=vec,
-                                 sha256=digest, author=author, note=note, created_at=now)
+                                 sha256=digest, author=author, note=note, created_at=now,
+                                 run_id=run_id)
             try:
                 async with self.session.begin_nested():
                     await self.session.execute(
                         insert(WeightRow).values(
                             id=row.id, model_id=model_id, name=name, revision=rev,
                             data=vec.tobytes(), length=len(vec), sha256=digest, author=author,
-                            note=note, created_at=now,
+                            note=note, created_at=now, run_id=run_id,
                         )
                     )
             except IntegrityError as err:
                 raise ConflictError(
-                    f"weights '{name}' got a new revision from someone else at the same time; retry"
+                    f"weights '{name}' got a new revision from someone else at the same time; "
+                    f"reload with `weights` and retry"
                 ) from err
         return row
 
     _columns = (WeightRow.id, WeightRow.model_id, WeightRow.name, WeightRow.revision,
                 WeightRow.sha256, WeightRow.author, WeightRow.note, WeightRow.created_at,
-                WeightRow.length)
+                WeightRow.length, WeightRow.run_id)
 
     async def latest(self, model_id: UUID) -> list[WeightRevision]:
         newest = (
@@ -420,6 +426,15 @@ class SqlWeightRepository(_Repo):
                 .order_by(WeightRow.name)
             )
             return list(rows)
+
+    async def remove(self, model_id: UUID, name: str, newest: int) -> None:
+        with map_errors():
+            deleted = await _matched(self.session, delete(WeightRow).where(
+                WeightRow.model_id == model_id, WeightRow.name == name))
+        # Revisions are 1..newest: one more deleted is one appended since it was read.
+        if deleted != newest:
+            raise ConflictError(f"weights '{name}' got a new revision from someone else at the "
+                                f"same time; reload with `weights` and retry")
 
 
 class SqlAuditRepository(_Repo):

@@ -24,7 +24,7 @@ import cmd2
 from cmd2.exceptions import Cmd2ArgparseError
 
 from mer.bootstrap import Runtime
-from mer.errors import EXIT_OUTPUT_CLOSED, MerError, UsageError
+from mer.errors import EXIT_OUTPUT_CLOSED, MerError
 from mer.logfile import internal_error_line
 from mer.services.context import ServiceContext
 from mer.shell import grammar
@@ -153,19 +153,6 @@ class MerShell(cmd2.Cmd):
             raise SystemExit(EXIT_OUTPUT_CLOSED)
         # NOTE: else a model's output, on the interactive loop's thread: it is dropped
         # from now on, and the command raises when it ends (the run command checks).
-
-    def confirm(self, question: str, yes: bool, flag: str = "--yes") -> bool:
-        """A person at a terminal answers yes/no; a script must say so with ``flag``
-        (``yes``), so nothing irreversible happens on a guess."""
-        if yes:
-            return True
-        if not self.stdin.isatty():
-            raise UsageError(f"{question.rstrip('?')}: in a script, add {flag} to confirm")
-        try:
-            answer = self.read_input(f"{question} [y/N] ")
-        except EOFError:
-            answer = ""
-        return answer.strip().lower() in ("y", "yes")
 
     def _get_command_category(self, func: Any) -> str:
         category = super()._get_command_category(func)

@@ -103,6 +103,7 @@ def weight_image(w: WeightRevision, head: int | None = None, values: bool = True
     image: dict[str, Any] = {
         "name": w.name, "revision": w.revision, "length": w.length, "sha256": w.sha256,
         "author": w.author, "note": w.note, "created_at": w.created_at,
+        "run_id": None if w.run_id is None else str(w.run_id),
     }
     if values:
         vals = w.values.tolist()

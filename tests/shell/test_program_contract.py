@@ -18,7 +18,8 @@ EVERY_COMMAND = [
     "runs", "workers", "settings", "stop lin", "run lin --data 1",
     "model add x --server local --command true", "model set x description two words",
     "model disable x", "model enable x", "param set lin lr 0.1", "param unset lin lr",
-    "weights set lin w --values 1,2", "weights set lin w[0]=3", "weights rollback lin w 1",
+    "weights set lin w --values 1,2 --resize", "weights set lin w[0]=3", "weights rollback lin w 1",
+    "weights set lin w --values 1,2,3", "weights set lin v --values 1 --new", "weights remove lin v --yes",
     "server add s2 --kind local", "server trust local --yes", "server trust local --fingerprint SHA256:fake",
     "server remove s2", "model remove x --yes",
 ]

@@ -14,6 +14,7 @@ from mer.services import models as model_svc
 from mer.shell import render
 from mer.shell.commands.audit import AUDIT_HEADERS, audit_image, audit_rows
 from mer.shell.commands.base import MerCommands, command, dispatch, verb
+from mer.shell.confirm import confirm
 from mer.shell.parsing import add_json, parser
 
 __all__ = ["ModelCommands"]
@@ -182,7 +183,7 @@ class ModelCommands(MerCommands):
     @verb("model", "remove", _remove, edits=True, aliases=("rm",))
     def model_remove(self, args: argparse.Namespace) -> None:
         question = f"remove {args.model} with its parameters, weights and their history?"
-        if not self.shell.confirm(question, args.yes):
+        if not confirm(self.shell, question, args.yes):
             self.emit(args, {"removed": None}, "nothing removed")
             return
         removed = self.call(model_svc.remove_model(self.ctx(), args.model, self.seen.models))

@@ -1,4 +1,6 @@
-"""`run`, `train`, `feed`, `stop` and `workers`: running models."""
+"""`run`, `train`, `feed`, `stop` and `workers`: running models. `train --save` stores
+the weight vectors a training run returns (an edit: --allow-edit, conflict checks, and
+--new/--resize or a yes in a terminal, as `weights set`)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,14 @@ from typing import Any
 import cmd2
 
 from mer.domain import RunKind, RunRecord
-from mer.errors import EXIT_OUTPUT_CLOSED, UsageError
+from mer.errors import EXIT_OUTPUT_CLOSED, EditNotAllowed, MerError, UsageError
 from mer.execution.interface import Sinks
 from mer.services import runs as run_svc
+from mer.services import weights as weight_svc
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command
+from mer.shell.commands.weights import change_image, change_text
+from mer.shell.confirm import DECLINED, confirmed
 from mer.shell.parsing import add_json, parser
 
 __all__ = ["RunCommands"]
@@ -40,7 +45,15 @@ def _run_parser(description: str) -> cmd2.Cmd2ArgumentParser:
 
 
 _run = _run_parser("Run a model; its output streams live, then a one-line summary.")
-_train = _run_parser("Run a model's training command.")
+_train = _run_parser("Run a model's training command. A result with weight vectors "
+                     '({"weights": {"w": [...]}}) is stored with --save.')
+_train.add_argument("--save", action="store_true",
+                    help="store the weight vectors of the result as new revisions (needs "
+                    "--allow-edit)")
+_train.add_argument("--new", action="store_true",
+                    help="with --save: a vector the model does not have yet may be created")
+_train.add_argument("--resize", action="store_true",
+                    help="with --save: a vector may change its length")
 
 _stop = parser("End a model's worker processes.")
 _stop.add_argument("model", choices_provider=MerCommands._models)
@@ -54,6 +67,16 @@ add_json(_feed)
 
 _workers = parser("List the live worker processes this shell keeps.")
 add_json(_workers)
+
+
+def _unsaved(record: RunRecord) -> str:
+    """The summary's hint that a training result holds weights that were not stored."""
+    names = weight_svc.result_weights(record.result)
+    if not names:
+        return ""
+    one = len(names) == 1
+    return (f"; {len(names)} weight vector{'' if one else 's'} in the result; rerun with --save "
+            f"to store {'it' if one else 'them'}")
 
 
 class RunCommands(MerCommands):
@@ -85,7 +108,8 @@ class RunCommands(MerCommands):
             return run_svc.load_input(data=sys.stdin.read())
         return run_svc.load_input(args.input, args.data)
 
-    def _launch(self, args: argparse.Namespace, kind: RunKind) -> None:
+    def _launch(self, args: argparse.Namespace, kind: RunKind) -> RunRecord:
+        """Run with the output streamed live; a run that did not succeed fails the command."""
         as_json = self.want_json(args)
         shell = self.shell
         try:
@@ -94,6 +118,7 @@ class RunCommands(MerCommands):
             shell.output_closed()
         sinks = Sinks(stdout=self._sink(sys.stderr if as_json else sys.stdout),
                       stderr=self._sink(sys.stderr))
+        record: RunRecord
         record, _ = self.call(run_svc.run_model(
             self.ctx(), args.model, input=self._input(args),
             params=run_svc.parse_param_overrides(args.param), server=args.server,
@@ -101,23 +126,63 @@ class RunCommands(MerCommands):
         ))
         if shell.closed_output:
             raise SystemExit(EXIT_OUTPUT_CLOSED)
-        if as_json:
-            self.out(render.dumps(render.run_image(record)))
-        else:
-            sys.stderr.write(render.run_summary(record) + "\n")
-            sys.stderr.flush()
         if str(record.status) != "succeeded":
             shell.failed, shell.exit_code = True, 1
+        return record
+
+    def _report(self, args: argparse.Namespace, record: RunRecord, extra: dict[str, Any] | None = None,
+                tail: str = "") -> None:
+        """The run's JSON object (with ``extra``) on stdout, or its summary line (with
+        ``tail``) on stderr."""
+        if self.want_json(args):
+            self.out(render.dumps({**render.run_image(record), **(extra or {})}))
+        else:
+            sys.stderr.write(render.run_summary(record) + tail + "\n")
+            sys.stderr.flush()
 
     @command(_run, CATEGORY)
     def do_run(self, args: argparse.Namespace) -> None:
         """Run a model."""
-        self._launch(args, RunKind.RUN)
+        self._report(args, self._launch(args, RunKind.RUN))
 
     @command(_train, CATEGORY)
     def do_train(self, args: argparse.Namespace) -> None:
-        """Run a model's training command."""
-        self._launch(args, RunKind.TRAIN)
+        """Run a model's training command; --save stores the weights it returns."""
+        if (args.new or args.resize) and not args.save:
+            raise UsageError("--new and --resize go with --save")
+        if args.save and not self.shell.allow_edit:
+            raise EditNotAllowed()  # before the training runs, not after
+        record = self._launch(args, RunKind.TRAIN)
+        if str(record.status) != "succeeded":
+            self._report(args, record)  # a failed training stores nothing
+        elif not args.save:
+            self._report(args, record, tail=_unsaved(record))
+        elif self.want_json(args):  # one object says it all
+            self._report(args, record, self._save(record, args)[0])
+        else:  # a person reads the summary first, then what was stored (or a question)
+            self._report(args, record)
+            text = self._save(record, args)[1]
+            if text:
+                self.out(text)
+
+    def _save(self, record: RunRecord, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+        """Store the weights a training run returned; a failure fails the command but
+        leaves the run's report whole."""
+        given = {flag for flag, on in (("--new", args.new), ("--resize", args.resize)) if on}
+        try:
+            changes = confirmed(self.shell, lambda flags: self.call(weight_svc.save_trained_weights(
+                self.ctx(), record, new="--new" in flags, resize="--resize" in flags)), given)
+        except MerError as err:
+            self.shell.fail(f"error: {err}", err.exit_code)
+            return {"saved": [], "save_error": str(err)}, ""
+        if changes is None:
+            image, text = DECLINED
+            return {"saved": [], **image}, text
+        for change in changes:
+            w = change.current
+            self.seen.weights.saw(w.model_id, w.name, w.revision)
+        return ({"saved": [change_image(c) for c in changes]},
+                "\n".join(change_text(c) for c in changes))
 
     @command(_stop, CATEGORY)
     def do_stop(self, args: argparse.Namespace) -> None:

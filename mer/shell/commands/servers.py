@@ -8,6 +8,7 @@ from mer.domain import Server, ServerCheck
 from mer.services import servers as server_svc
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command, dispatch, verb
+from mer.shell.confirm import confirm
 from mer.shell.parsing import add_json, parser
 
 __all__ = ["ServerCommands"]
@@ -130,8 +131,8 @@ class ServerCommands(MerCommands):
         expect = args.fingerprint
         if expect is None and not args.yes:
             expect = self.call(server_svc.host_key(self.ctx(), args.name))
-            if not self.shell.confirm(f"{args.name} presents {expect}; trust it?", False,
-                                      "--yes or --fingerprint SHA256:..."):
+            if not confirm(self.shell, f"{args.name} presents {expect}; trust it?", False,
+                           "--yes or --fingerprint SHA256:..."):
                 self.emit(args, {"server": args.name, "trusted": False}, "not trusted")
                 return
         fingerprint = self.call(server_svc.trust_server(self.ctx(), args.name, expect))
