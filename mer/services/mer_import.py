@@ -513,7 +513,9 @@ class _Writer:
         return stored
 
     async def _append(self, model: ModelConfig, vector: str, values: array, before: int | None) -> None:
-        rev = await self.uow.weights.append(model.id, vector, values, author=ACTOR, note=DESCRIPTION)
+        # base: the revision read as the newest, so a vector stored meanwhile is a conflict
+        rev = await self.uow.weights.append(model.id, vector, values, author=ACTOR, note=DESCRIPTION,
+                                            base=before or 0)
         await self.audit("weights.set", f"weights {model.ref}/{vector}", before, rev.revision)
 
     async def history(self, runs: list[tuple[str, RunRecord]]) -> None:

@@ -155,21 +155,27 @@ async def test_a_name_with_other_content_is_a_conflict_unless_overwrite(
         catalog: RustMerCatalog, uow_factory: Any) -> None:
     async with uow_factory() as uow:
         await uow.servers.add(Server(name="local"))
-        await uow.models.add(ModelConfig(name="bert", server="local", command=["python3", "mine.py"]))
+        mine = await uow.models.add(ModelConfig(name="resnet", server="local", command=["python3", "mine.py"]))
+        await uow.weights.append(mine.id, "weights", [9.0], author="me")
         await uow.commit()
     report = await import_mer(catalog, uow_factory, apply=True)
-    assert [(e.name, e.action) for e in report.entries if e.action == "conflict"] == [("bert@1", "conflict")]
-    assert "differs in server, command, mode, framing, workdir" in report.entries[
-        [e.name for e in report.entries].index("bert@1")].detail
+    conflicts = {e.name: e.detail for e in report.entries if e.action == "conflict"}
+    assert conflicts == {"resnet@1": "mer's resnet@1 differs in server, command, train_command, mode, "
+                                     "framing, workdir, parameters, weights weights; skipped"}
     async with uow_factory() as uow:
-        assert (await uow.models.get("bert", "1")).command == ["python3", "mine.py"]
-        assert await uow.models.get("resnet", "1") is not None  # the rest was imported
+        assert (await uow.models.get("resnet", "1")).command == ["python3", "mine.py"]
+        assert await uow.models.get("bert", "1") is not None  # the rest was imported
     report = await import_mer(catalog, uow_factory, apply=True, overwrite=True)
-    assert [e.name for e in report.entries if e.action == "overwrite"] == ["bert@1"]
+    assert [(e.name, e.action) for e in report.entries if e.action == "overwrite"] == [
+        ("resnet@1", "overwrite"), ("resnet@1/weights", "overwrite")]
     async with uow_factory() as uow:
-        bert = await uow.models.get("bert", "1")
-        assert (bert.command, bert.server, bert.row_version) == (["sh", "-c", "python3 bert.py"], SSH_ALICE, 2)
-        assert [a.action for a in await uow.audit.query(target="model bert@1")] == ["model.update"]
+        resnet = await uow.models.get("resnet", "1")
+        assert (resnet.command[2], resnet.server, resnet.row_version) == (
+            "conda activate vision && python3 infer.py", SSH_ALICE, 2)
+        weights = await uow.weights.get(resnet.id, "weights")
+        assert (weights.revision, weights.author, list(weights.values)) == (2, "import", [0.5, 1.5, -2.0])
+        assert sorted(a.action for a in await uow.audit.query(targets_like=["model resnet@1", "weights resnet@1/%"])) == [
+            "model.update", "param.replace", "weights.set"]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
