@@ -61,11 +61,12 @@ async def build_runtime(settings: Settings, *, uow: Any = None,
         from mer.execution.registry import ExecutorRegistry
 
         executors = ExecutorRegistry(
-            known_hosts=str(settings.resolved_known_hosts), output_cap=settings.output_cap
+            known_hosts=str(settings.resolved_known_hosts), output_cap=settings.output_cap,
+            ssh_config=str(settings.resolved_ssh_config),
         )
-    ctx = ServiceContext(uow=uow, executors=executors, allow_edit=settings.allow_edit,
-                         run_log=run_log)  # type: ignore[arg-type]
-    if run_log is not None:
+    ctx = ServiceContext(uow=uow, executors=executors, allow_edit=settings.allow_edit)
+    if run_log is not None:  # else the default, a run log over the (fake) unit of work
+        ctx.run_log = run_log
         await _recover(ctx)
     return Runtime(settings=settings, ctx=ctx, engine=engine)
 

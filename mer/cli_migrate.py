@@ -1,5 +1,6 @@
 """`mer-migrate up|down|status|sync`: run the schema migrations, seed the database from
-the model catalog, and (sync) show or apply what the catalog would change.
+the model catalog, and (sync) show or apply what the catalog would change;
+`mer-migrate import-mer SOURCE`: bring over the Rust MER's SurrealDB catalog.
 
 Exit status: 0 done, 1 a failure (database unreachable, migration failed), 2 a usage or
 configuration error (bad flags, bad URL, malformed catalog). Errors are one line on
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from mer import __version__
 from mer.cli_args import OneLineParser
 from mer.config import Settings, load_settings
 from mer.errors import MerError, UsageError
@@ -29,9 +33,10 @@ def _parser() -> OneLineParser:
         prog="mer-migrate",
         description="Migrate the MER database schema and load the model catalog.",
     )
-    p.add_argument("--database-url", help="SQLAlchemy URL (default: MER_DATABASE_URL or "
-                   "the embedded SQLite database)")
-    sub = p.add_subparsers(dest="action", required=True, metavar="{up,down,status,sync}")
+    p.add_argument("--database-url", help="sqlite:///PATH or postgresql://USER@HOST/DB (default: "
+                   "MER_DATABASE_URL or the embedded SQLite database)")
+    p.add_argument("--version", action="version", version=f"mer-migrate {__version__}")
+    sub = p.add_subparsers(dest="action", required=True, metavar="{up,down,status,sync,import-mer}")
     up = sub.add_parser("up", help="apply pending migrations, then add what the catalog has "
                         "and the database lacks (nothing that exists is changed)")
     up.add_argument("--steps", type=int, help="apply only N migrations")
@@ -47,7 +52,74 @@ def _parser() -> OneLineParser:
                           "entry by entry; --apply makes the changes (audited edits)")
     sync.add_argument("--catalog", type=Path, help="TOML model catalog (default: MER_CATALOG)")
     sync.add_argument("--apply", action="store_true", help="make the changes")
+    _import_mer_parser(sub)
     return p
+
+
+# --- import-mer: the Rust MER's SurrealDB catalog (mer/services/mer_import.py) -------------
+
+def _import_mer_parser(sub: Any) -> None:
+    imp = sub.add_parser(
+        "import-mer", help="import the Rust MER's SurrealDB catalog (a dry run unless --apply)",
+        description="Map the Rust MER's models, servers, weights (and access log) into mer. "
+        "Without --apply it prints the mapping and changes nothing.")
+    imp.add_argument("source", help="a directory of the Rust MER's migration files (NN-Name.sql) or "
+                     "a SurrealDB URL (ws://HOST:8000)")
+    imp.add_argument("--apply", action="store_true", help="write the import, in one transaction")
+    imp.add_argument("--with-history", action="store_true",
+                     help="also import ModelAccess rows as access-log records")
+    imp.add_argument("--overwrite", action="store_true",
+                     help="replace mer's entries of the same name whose content differs")
+    imp.add_argument("--namespace", help="namespace of a URL source (default ModelExecutorRuntimeNS)")
+    imp.add_argument("--database", help="database of a URL source (default ModelExecutorRuntimeDB)")
+    imp.add_argument("--user", help="SurrealDB user of a URL source; the password comes from "
+                     "MER_SURREAL_PASSWORD or a prompt and is never stored")
+    imp.set_defaults(handler=_import_mer)
+
+
+def _surreal_password(user: str) -> str:
+    # NOTE: read here, not through Settings: a secret for this one command that must never
+    # reach a settings dump, a log line or the database.
+    password = os.environ.get("MER_SURREAL_PASSWORD")
+    if password is not None:
+        return password
+    if not sys.stdin.isatty():
+        raise UsageError(f"no password for SurrealDB user '{user}': set MER_SURREAL_PASSWORD "
+                         f"(there is no terminal to prompt on)")
+    return getpass.getpass(f"SurrealDB password for {user}: ")
+
+
+async def _import_mer(args: argparse.Namespace, engine: Any) -> None:
+    from mer.db.migrate import status
+    from mer.db.uow import make_uow_factory
+    from mer.services import surreal_source
+    from mer.services.mer_import import import_mer
+
+    is_url = "://" in args.source
+    if not is_url and (args.namespace or args.database or args.user):
+        raise UsageError("--namespace, --database and --user apply to a SurrealDB URL, not a directory")
+    if (await status(engine)).pending:
+        raise UsageError("the mer database is not at the newest schema; run `mer-migrate up` first")
+    if is_url:
+        password = _surreal_password(args.user) if args.user else None
+        catalog = await surreal_source.read_server(args.source, args.namespace, args.database,
+                                                   args.user, password)
+    else:
+        catalog = await surreal_source.read_directory(Path(args.source))
+    report = await import_mer(catalog, make_uow_factory(engine), apply=args.apply,
+                              overwrite=args.overwrite, with_history=args.with_history)
+    for note in catalog.notes:
+        print(f"mer-migrate: note: {note}", file=sys.stderr)
+    for failed in catalog.failed:
+        print(f"mer-migrate: warning: statement failed, skipped: {failed}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"mer-migrate: warning: {warning}", file=sys.stderr)
+    if not is_url:
+        print(f"read {catalog.files} files, {catalog.statements} statements "
+              f"({catalog.rewrites} rewritten for SurrealDB 2, {len(catalog.failed)} failed)")
+    print("\n".join(report.lines()))
+
+# --- end of import-mer ---------------------------------------------------------------------
 
 
 async def _main(args: argparse.Namespace, settings: Settings) -> None:
@@ -56,7 +128,9 @@ async def _main(args: argparse.Namespace, settings: Settings) -> None:
 
     engine = create_engine(settings.resolved_database_url)
     try:
-        if args.action == "status":
+        if getattr(args, "handler", None) is not None:
+            await args.handler(args, engine)
+        elif args.action == "status":
             st = await status(engine)
             print(f"database: {settings.safe_database_url}")
             print(f"current:  {st.current or '(empty)'}")

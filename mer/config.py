@@ -17,17 +17,18 @@ from typing import Any
 
 from mer.errors import ConfigError
 
-__all__ = ["ENV_KEYS", "Settings", "load_settings", "default_data_dir"]
+__all__ = ["ENV_KEYS", "Settings", "database_url", "default_data_dir", "load_settings", "mask_password"]
 
 # Every key mer reads, with its meaning; .env.example is written from the same list.
 ENV_KEYS: dict[str, str] = {
-    "MER_DATABASE_URL": "SQLAlchemy URL of the MER database "
-    "(postgresql+asyncpg://user@host/db or sqlite+aiosqlite:///path); "
-    "default: SQLite in MER_DATA_DIR",
+    "MER_DATABASE_URL": "URL of the MER database (postgresql://user@host/db or sqlite:///path; "
+    "postgres:// and the +asyncpg/+aiosqlite forms work too); default: SQLite in MER_DATA_DIR",
     "MER_DATA_DIR": "where the embedded SQLite database and worker state live "
     "(default: the user's data directory, e.g. ~/.local/share/mer)",
     "MER_CATALOG": "TOML model catalog that `mer-migrate up` loads",
     "MER_KNOWN_HOSTS": "known_hosts file checked for SSH servers (default ~/.ssh/known_hosts)",
+    "MER_SSH_CONFIG": "OpenSSH client config that resolves SSH server hosts (HostName, Port, "
+    "User, IdentityFile, ProxyJump; default ~/.ssh/config)",
     "MER_LOG_LEVEL": "logging level: DEBUG, INFO, WARNING (default) or ERROR",
     "MER_LOG_FILE": "file that receives mer's log and the tracebacks of internal errors, "
     "created when first written (default: mer.log in MER_DATA_DIR)",
@@ -37,6 +38,16 @@ ENV_KEYS: dict[str, str] = {
     "database is unreachable, before its final record goes to the local journal (default 10)",
     "MER_ENV_FILE": "the .env file to read (default ./.env); set it in the environment",
 }
+
+# The URL schemes a user may write, and the async driver each one is run with.
+_DRIVERS = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+URL_HINT = "use sqlite:///PATH or postgresql://..."
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -54,6 +65,7 @@ class Settings:
     data_dir: Path | None = None
     catalog: Path | None = None
     known_hosts: Path | None = None
+    ssh_config: Path | None = None
     log_level: str = "WARNING"
     log_file: Path | None = None
     allow_edit: bool = False
@@ -77,8 +89,9 @@ class Settings:
 
     @property
     def resolved_database_url(self) -> str:
+        """The URL with mer's async driver (see ``database_url``)."""
         if self.database_url:
-            return self.database_url
+            return database_url(self.database_url)
         return f"sqlite+aiosqlite:///{self.resolved_data_dir / 'mer.db'}"
 
     @property
@@ -88,9 +101,28 @@ class Settings:
         return Path.home() / ".ssh" / "known_hosts"
 
     @property
+    def resolved_ssh_config(self) -> Path:
+        return self.ssh_config if self.ssh_config is not None else Path.home() / ".ssh" / "config"
+
+    @property
     def safe_database_url(self) -> str:
         """The database URL with any password masked, for messages and logs."""
         return mask_password(self.resolved_database_url)
+
+
+def database_url(url: str) -> str:
+    """``url`` as SQLAlchemy's async engine needs it: ``postgres://`` and ``postgresql://``
+    run on asyncpg, ``sqlite://`` on aiosqlite; the explicit driver forms stay as they are.
+
+    Every URL mer opens comes through here (Settings and mer/db/engine.py).
+    Raises ConfigError for what is not a URL or a scheme mer cannot use."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme:
+        raise ConfigError(f"database URL {mask_password(url)!r} is not a URL; {URL_HINT}")
+    driver = _DRIVERS.get(scheme.lower())
+    if driver is None:
+        raise ConfigError(f"database URL scheme {scheme!r} is not supported; {URL_HINT}")
+    return f"{driver}://{rest}"
 
 
 def mask_password(url: str) -> str:
@@ -137,11 +169,12 @@ def load_settings(
 
     values: dict[str, Any] = {}
     if merged.get("MER_DATABASE_URL"):
-        values["database_url"] = merged["MER_DATABASE_URL"]
+        values["database_url"] = database_url(merged["MER_DATABASE_URL"])
     for key, name in (
         ("MER_DATA_DIR", "data_dir"),
         ("MER_CATALOG", "catalog"),
         ("MER_KNOWN_HOSTS", "known_hosts"),
+        ("MER_SSH_CONFIG", "ssh_config"),
         ("MER_LOG_FILE", "log_file"),
     ):
         if merged.get(key):
@@ -175,8 +208,10 @@ def load_settings(
             continue
         if name not in known:
             raise ConfigError(f"unknown setting {name!r}")
-        if name in {"data_dir", "catalog", "known_hosts", "log_file"}:
+        if name in {"data_dir", "catalog", "known_hosts", "ssh_config", "log_file"}:
             value = Path(value).expanduser()
+        elif name == "database_url":
+            value = database_url(value)
         values[name] = value
     return replace(Settings(), **values)
 

@@ -127,7 +127,7 @@ class ModelParameters:
     updated_at: datetime | None = None
 
 
-def to_vector(values: Iterable[float] | array) -> array:
+def to_vector(values: Iterable[object] | array) -> array:
     """Coerce values to a float64 array; raises ValueError on NaN/inf or non-numbers."""
     if isinstance(values, array) and values.typecode == "d":
         vec = values
@@ -176,6 +176,7 @@ class WeightRevision:
     created_at: datetime | None = None
     # Kept apart from values so a history listing can carry lengths without the values.
     length: int = -1
+    run_id: UUID | None = None  # the training run whose result this revision is, if any
 
     def __post_init__(self) -> None:
         if self.length < 0:

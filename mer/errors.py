@@ -3,7 +3,9 @@ message is written for that user and whose ``exit_code`` a script sees.
 
     MerError (exit 1)
     ├── UsageError (exit 2)            bad flags, bad arguments, bad values
-    │   └── ConfigError (exit 2)       bad settings, .env, database URL, catalog file
+    │   ├── ConfigError (exit 2)       bad settings, .env, database URL, catalog file
+    │   └── NeedsConfirmation (exit 2) an edit a person confirms (a terminal asks yes/no)
+    │                                  and a script confirms with a flag (--yes, --new)
     ├── NotFound                       (ModelNotFound, ServerNotFound, RunNotFound,
     │                                   WeightNotFound)
     ├── AlreadyExists                  a unique name is taken
@@ -27,6 +29,7 @@ it is a RunResult with a status.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "AlreadyExists",
@@ -40,6 +43,7 @@ __all__ = [
     "HostKeyError",
     "MerError",
     "ModelNotFound",
+    "NeedsConfirmation",
     "NotFound",
     "RecordJournaled",
     "RunNotFound",
@@ -69,6 +73,17 @@ class UsageError(MerError):
 
 class ConfigError(UsageError):
     pass
+
+
+class NeedsConfirmation(UsageError):
+    """An edit that must not happen by accident (a typo that adds a weight vector, a
+    removal). The message, for a script, names ``flag``; a terminal asks ``question``
+    and, on yes, tries again with the flag given. ``seen`` is what the question showed
+    (for weights: (model id, vector name, revision)), so the retry is checked against it."""
+
+    def __init__(self, message: str, flag: str, question: str, seen: tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.flag, self.question, self.seen = flag, question, seen
 
 
 class NotFound(MerError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from io import TextIOWrapper
 from pathlib import Path
 
 from mer.config import Settings
@@ -33,7 +34,7 @@ class LazyFileHandler(logging.FileHandler):
         self.path = path
         self.failure: str | None = None
 
-    def _open(self):  # type: ignore[no-untyped-def]  # -> TextIO, as logging's
+    def _open(self) -> TextIOWrapper:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         return super()._open()
 
@@ -49,7 +50,7 @@ class LazyFileHandler(logging.FileHandler):
 
     def _failed(self, err: BaseException | None) -> None:
         self.failure = getattr(err, "strerror", None) or str(err) or type(err).__name__
-        stream, self.stream = self.stream, None  # type: ignore[assignment]
+        stream, self.stream = self.stream, None
         if stream is not None:
             try:
                 stream.close()

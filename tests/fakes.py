@@ -131,14 +131,18 @@ class _Weights:
     def __init__(self, s: FakeStore) -> None:
         self.s = s
 
-    async def append(self, model_id, name, values, author, note=""):  # type: ignore[no-untyped-def]
+    async def append(self, model_id, name, values, author, note="", run_id=None, base=None):  # type: ignore[no-untyped-def]
         try:
             vec = to_vector(values)
         except ValueError as err:
             raise UsageError(str(err)) from err
-        rev = 1 + max((w.revision for w in self.s.weights if w.model_id == model_id and w.name == name),
-                      default=0)
-        w = WeightRevision(model_id, name, rev, vec, vector_sha256(vec), author, note, created_at=utcnow())
+        newest = max((w.revision for w in self.s.weights if w.model_id == model_id and w.name == name),
+                     default=0)
+        if base is not None and base != newest:
+            raise ConflictError(f"weights '{name}' got a new revision from someone else at the same time")
+        rev = newest + 1
+        w = WeightRevision(model_id, name, rev, vec, vector_sha256(vec), author, note, created_at=utcnow(),
+                           run_id=run_id)
         self.s.weights.append(w)
         return copy.deepcopy(w)
 
@@ -160,6 +164,12 @@ class _Weights:
 
     async def names(self, model_id):  # type: ignore[no-untyped-def]
         return sorted({w.name for w in self.s.weights if w.model_id == model_id})
+
+    async def remove(self, model_id, name, newest):  # type: ignore[no-untyped-def]
+        kept = [w for w in self.s.weights if not (w.model_id == model_id and w.name == name)]
+        if len(self.s.weights) - len(kept) != newest:
+            raise ConflictError(f"weights '{name}' got a new revision from someone else at the same time")
+        self.s.weights = kept
 
 
 class _Runs:

@@ -14,4 +14,5 @@ for epoch in range(1, 6):
         loss += err * err
         w = [wi - rate * err * xi for wi, xi in zip(w, x)]
     print(f"epoch {epoch}: loss {loss:.6f}", flush=True)
-print(json.dumps({"w": w, "epochs": 5}))
+# The result holds the trained vectors under "weights": `train linear --save` stores them.
+print(json.dumps({"weights": {"w": w}, "epochs": 5}))

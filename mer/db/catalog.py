@@ -319,7 +319,7 @@ class _Loader:
         if self._gone("weights", f"{model.ref}/{name}"):
             return
         rev = await self.uow.weights.append(model.id, name, values, author=ACTOR,
-                                            note="loaded from the catalog")
+                                            note="loaded from the catalog", base=0)
         self.report.added["weights"] += 1
         await self._audit("weights.set", f"weights {model.ref}/{name}",
                           {"revision": rev.revision, "sha256": rev.sha256, "length": rev.length,

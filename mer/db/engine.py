@@ -15,48 +15,42 @@ from pathlib import Path
 
 from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
-from mer.config import mask_password
+from mer.config import URL_HINT, database_url, mask_password
 from mer.errors import ConfigError, ConflictError, DatabaseUnreachable, StorageError
 
 __all__ = ["connection_lost", "create_engine", "make_session_factory", "map_errors"]
 
-SUPPORTED = ("postgresql+asyncpg://user@host:5432/db", "sqlite+aiosqlite:///path/to/mer.db")
-
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """Build the async engine for ``url``. Raises ConfigError for a URL mer cannot use."""
+    """Build the async engine for ``url`` (``postgres://``, ``sqlite:///`` and the
+    explicit driver forms). Raises ConfigError for a URL mer cannot use."""
     try:
-        parsed = make_url(url)
+        parsed = make_url(database_url(url))
     except exc.ArgumentError as err:
-        raise ConfigError(
-            f"database URL {mask_password(url)!r} is not a URL; use {' or '.join(SUPPORTED)}"
-        ) from err
-    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
-    if (backend, driver) == ("postgresql", "asyncpg"):
+        raise ConfigError(f"database URL {mask_password(url)!r} is not a URL; {URL_HINT}") from err
+    if parsed.get_backend_name() == "postgresql":
         return create_async_engine(parsed, echo=echo, pool_pre_ping=True)
-    if (backend, driver) == ("sqlite", "aiosqlite"):
-        if not parsed.database or parsed.database == ":memory:" or "mode=memory" in str(parsed):
-            # NOTE: one connection shared by everyone, gone with the process; an error in
-            # one transaction closed it for all (seen here). mer's data must outlive it.
-            raise ConfigError(f"{mask_password(url)!r} is an in-memory database, which vanishes "
-                              f"with the process; use a file: sqlite+aiosqlite:///path/to/mer.db")
-        if parsed.database:
-            try:
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise ConfigError(f"cannot create the directory of {parsed.database}: {err}") from err
-        engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": 5})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    raise ConfigError(
-        f"unsupported database {parsed.drivername!r} in {mask_password(url)!r}; "
-        f"use {' or '.join(SUPPORTED)}"
-    )
+    # sqlite+aiosqlite: database_url allows nothing else.
+    if not parsed.database or parsed.database == ":memory:" or "mode=memory" in str(parsed):
+        # NOTE: one connection shared by everyone, gone with the process; an error in
+        # one transaction closed it for all (seen here). mer's data must outlive it.
+        raise ConfigError(f"{mask_password(url)!r} is an in-memory database, which vanishes "
+                          f"with the process; use a file: sqlite+aiosqlite:///path/to/mer.db")
+    if parsed.database:
+        try:
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create the directory of {parsed.database}: {err}") from err
+    engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": 5})
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")

@@ -84,10 +84,13 @@ class ParameterRepository(Protocol):
 
 class WeightRepository(Protocol):
     async def append(
-        self, model_id: UUID, name: str, values: Sequence[float], author: str, note: str = ""
+        self, model_id: UUID, name: str, values: Sequence[float], author: str, note: str = "",
+        run_id: UUID | None = None, base: int | None = None,
     ) -> WeightRevision:
-        """Store a new immutable revision (previous + 1). Raises UsageError for values
-        that are not finite numbers."""
+        """Store a new immutable revision, made by training run ``run_id`` if given. It
+        is ``base`` + 1 when the caller read ``base`` as the newest (0: no vector), and a
+        ConflictError if someone else stored that one meanwhile; else the newest + 1.
+        Raises UsageError for values that are not finite numbers."""
         ...
     async def latest(self, model_id: UUID) -> list[WeightRevision]:
         """The newest revision of every vector of the model, values included."""
@@ -97,6 +100,10 @@ class WeightRepository(Protocol):
         """Every revision, oldest first, WITHOUT values (an empty array): cheap to list."""
         ...
     async def names(self, model_id: UUID) -> list[str]: ...
+    async def remove(self, model_id: UUID, name: str, newest: int) -> None:
+        """Delete the vector with every revision; a ConflictError if its newest revision
+        is no longer ``newest`` (someone else appended one meanwhile)."""
+        ...
 
 
 class RunRepository(Protocol):

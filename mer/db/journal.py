@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 from uuid import UUID
 
 from mer.domain import RunKind, RunRecord, RunStatus
@@ -62,12 +62,12 @@ class RunJournal:
         self.path = path
 
     @contextlib.contextmanager
-    def _locked(self, mode: str, lock: int) -> Iterator[BinaryIO]:
+    def _locked(self, mode: str, lock: int) -> Iterator[IO[bytes]]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, mode) as f:
             fcntl.flock(f, lock)
             try:
-                yield f  # type: ignore[misc]
+                yield f
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 

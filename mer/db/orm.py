@@ -114,6 +114,9 @@ class WeightRow(Base):
     author: Mapped[str] = mapped_column(String(200))
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+    # The training run that produced this revision (`train --save`). No foreign key: the
+    # access log is written on its own connection, outside the edit's transaction.
+    run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class RunRow(Base):

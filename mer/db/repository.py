@@ -13,10 +13,10 @@ import re
 from array import array
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import CursorResult, Executable, Select, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,11 +51,23 @@ __all__ = [
 ]
 
 
+@overload
+def _aware(ts: datetime) -> datetime: ...
+@overload
+def _aware(ts: None) -> None: ...
 def _aware(ts: datetime | None) -> datetime | None:
     """SQLite hands datetimes back naive; every mer timestamp is UTC-aware."""
     if ts is not None and ts.tzinfo is None:
         return ts.replace(tzinfo=UTC)
     return ts
+
+
+async def _matched(session: AsyncSession, stmt: Executable, params: dict[str, Any] | None = None) -> int:
+    """How many rows an UPDATE or DELETE matched."""
+    result = await session.execute(stmt, params)
+    # NOTE: typed as a plain Result; a DML statement's is a CursorResult, which counts.
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def _natural_key(version: str) -> list[Any]:
@@ -117,20 +129,21 @@ class SqlServerRepository(_Repo):
 
     async def update(self, server: Server) -> Server:
         with map_errors():
-            result = await self.session.execute(
+            matched = await _matched(
+                self.session,
                 update(ServerRow)
                 .where(ServerRow.id == server.id, ServerRow.row_version == server.row_version)
                 .values(row_version=ServerRow.row_version + 1, updated_at=utcnow(),
                         **self._values(server))
             )
-        if result.rowcount != 1:
+        if matched != 1:
             raise _conflict(f"server '{server.name}'", "servers")
         return await self._require(server.name)
 
     async def remove(self, name: str) -> None:
         try:
             with map_errors():
-                result = await self.session.execute(delete(ServerRow).where(ServerRow.name == name))
+                matched = await _matched(self.session, delete(ServerRow).where(ServerRow.name == name))
                 await self.session.flush()
         except StorageError as err:
             if isinstance(err.__cause__, IntegrityError):
@@ -138,7 +151,7 @@ class SqlServerRepository(_Repo):
                     f"server '{name}' still has models; remove or move them first"
                 ) from err
             raise
-        if result.rowcount != 1:
+        if matched != 1:
             raise ServerNotFound(name)
 
     async def _require(self, name: str) -> Server:
@@ -149,7 +162,7 @@ class SqlServerRepository(_Repo):
 
 
 class SqlModelRepository(_Repo):
-    def _select(self):  # type: ignore[no-untyped-def]
+    def _select(self) -> Select[ModelRow, str]:
         return select(ModelRow, ServerRow.name).join(ServerRow, ModelRow.server_id == ServerRow.id)
 
     @staticmethod
@@ -238,7 +251,8 @@ class SqlModelRepository(_Repo):
         values = await self._values(model)
         try:
             with map_errors():
-                result = await self.session.execute(
+                matched = await _matched(
+                    self.session,
                     update(ModelRow)
                     .where(ModelRow.id == model.id, ModelRow.row_version == model.row_version)
                     .values(row_version=ModelRow.row_version + 1, updated_at=utcnow(), **values)
@@ -247,7 +261,7 @@ class SqlModelRepository(_Repo):
             if isinstance(err.__cause__, IntegrityError):
                 raise AlreadyExists(f"model '{model.ref}' already exists") from err
             raise
-        if result.rowcount != 1:
+        if matched != 1:
             raise _conflict(f"model '{model.ref}'", f"show {model.ref}")
         return await self._require(model.id, model.ref)
 
@@ -257,8 +271,8 @@ class SqlModelRepository(_Repo):
             # engine sets, but a shared connection from elsewhere might not have.
             await self.session.execute(delete(ParameterRow).where(ParameterRow.model_id == model_id))
             await self.session.execute(delete(WeightRow).where(WeightRow.model_id == model_id))
-            result = await self.session.execute(delete(ModelRow).where(ModelRow.id == model_id))
-        if result.rowcount != 1:
+            matched = await _matched(self.session, delete(ModelRow).where(ModelRow.id == model_id))
+        if matched != 1:
             raise ModelNotFound(str(model_id))
 
     async def _require(self, model_id: UUID, ref: str) -> ModelConfig:
@@ -296,14 +310,15 @@ class SqlParameterRepository(_Repo):
                 except IntegrityError as err:
                     raise _conflict("the parameters", "show") from err
                 return ModelParameters(params.model_id, dict(params.values), 1, now)
-            result = await self.session.execute(
+            matched = await _matched(
+                self.session,
                 update(ParameterRow)
                 .where(ParameterRow.model_id == params.model_id,
                        ParameterRow.row_version == params.row_version)
                 .values(document=params.values, row_version=ParameterRow.row_version + 1,
                         updated_at=now)
             )
-        if result.rowcount != 1:
+        if matched != 1:
             raise _conflict("the parameters", "show")
         return ModelParameters(params.model_id, dict(params.values), params.row_version + 1, now)
 
@@ -317,11 +332,12 @@ class SqlWeightRepository(_Repo):
         return WeightRevision(
             model_id=row.model_id, name=row.name, revision=row.revision, values=values,
             sha256=row.sha256, author=row.author, note=row.note, id=row.id,
-            created_at=_aware(row.created_at), length=row.length,
+            created_at=_aware(row.created_at), length=row.length, run_id=row.run_id,
         )
 
     async def append(
-        self, model_id: UUID, name: str, values: Sequence[float], author: str, note: str = ""
+        self, model_id: UUID, name: str, values: Sequence[float], author: str, note: str = "",
+        run_id: UUID | None = None, base: int | None = None,
     ) -> WeightRevision:
         try:
             vec = to_vector(values)
@@ -332,32 +348,37 @@ class SqlWeightRepository(_Repo):
         digest = vector_sha256(vec)
         now = utcnow()
         with map_errors():
-            last = await self.session.scalar(
+            # NOTE: with a base, the unique (model, name, revision) is the optimistic lock:
+            # a check of the newest revision followed by max + 1 would let two edits that
+            # both read revision 3 store 4 and 5, the second overwriting the first unseen.
+            last = base if base is not None else await self.session.scalar(
                 select(func.max(WeightRow.revision)).where(
                     WeightRow.model_id == model_id, WeightRow.name == name
                 )
             )
             rev = (last or 0) + 1
             row = WeightRevision(model_id=model_id, name=name, revision=rev, values=vec,
-                                 sha256=digest, author=author, note=note, created_at=now)
+                                 sha256=digest, author=author, note=note, created_at=now,
+                                 run_id=run_id)
             try:
                 async with self.session.begin_nested():
                     await self.session.execute(
                         insert(WeightRow).values(
                             id=row.id, model_id=model_id, name=name, revision=rev,
                             data=vec.tobytes(), length=len(vec), sha256=digest, author=author,
-                            note=note, created_at=now,
+                            note=note, created_at=now, run_id=run_id,
                         )
                     )
             except IntegrityError as err:
                 raise ConflictError(
-                    f"weights '{name}' got a new revision from someone else at the same time; retry"
+                    f"weights '{name}' got a new revision from someone else at the same time; "
+                    f"reload with `weights` and retry"
                 ) from err
         return row
 
     _columns = (WeightRow.id, WeightRow.model_id, WeightRow.name, WeightRow.revision,
                 WeightRow.sha256, WeightRow.author, WeightRow.note, WeightRow.created_at,
-                WeightRow.length)
+                WeightRow.length, WeightRow.run_id)
 
     async def latest(self, model_id: UUID) -> list[WeightRevision]:
         newest = (
@@ -406,6 +427,15 @@ class SqlWeightRepository(_Repo):
             )
             return list(rows)
 
+    async def remove(self, model_id: UUID, name: str, newest: int) -> None:
+        with map_errors():
+            deleted = await _matched(self.session, delete(WeightRow).where(
+                WeightRow.model_id == model_id, WeightRow.name == name))
+        # Revisions are 1..newest: one more deleted is one appended since it was read.
+        if deleted != newest:
+            raise ConflictError(f"weights '{name}' got a new revision from someone else at the "
+                                f"same time; reload with `weights` and retry")
+
 
 class SqlAuditRepository(_Repo):
     async def append(self, entry: AuditEntry) -> None:
@@ -432,6 +462,6 @@ class SqlAuditRepository(_Repo):
             rows = await self.session.scalars(stmt)
             return [
                 AuditEntry(actor=r.actor, action=r.action, target=r.target, before=r.before,
-                           after=r.after, id=r.id, at=_aware(r.at))  # type: ignore[arg-type]
+                           after=r.after, id=r.id, at=_aware(r.at))
                 for r in rows
             ]

@@ -27,12 +27,13 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from mer.db.engine import map_errors
 from mer.db.journal import RunJournal
@@ -60,6 +61,7 @@ class _Statement:
 
     def __init__(self, stmt: ClauseElement, dialect: Any, keys: list[str] | None = None) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=keys)
+        assert isinstance(compiled, SQLCompiler)  # a DML or SELECT statement's compiler
         self.sql = compiled.string
         self.names: list[str] = list(compiled.positiontup or [])
         self._process: list[Callable[[Any], Any] | None] = [
@@ -70,6 +72,12 @@ class _Statement:
     def args(self, values: dict[str, Any]) -> list[Any]:
         return [v if p is None else p(v)
                 for v, p in zip((values[n] for n in self.names), self._process, strict=True)]
+
+
+def _generation(rows: Sequence[Any]) -> int | None:
+    """The catalog generation a statement returned (None: no catalog loaded yet)."""
+    value = rows[0][0]
+    return None if value is None else int(value)
 
 
 class SqlRunLog:
@@ -131,16 +139,16 @@ class SqlRunLog:
             except Exception:  # noqa: BLE001 - it is broken already; nothing to save
                 log.debug("closing a broken run-log connection failed", exc_info=True)
 
-    def _inline_connection(self) -> sqlite3.Connection:
+    def _inline_connection(self, path: str) -> sqlite3.Connection:
         if self._inline is None:
-            conn = sqlite3.connect(self._inline_path, timeout=0, isolation_level=None)  # type: ignore[arg-type]
+            conn = sqlite3.connect(path, timeout=0, isolation_level=None)
             # Per connection, as the engine's (mer/db/engine.py); the database is in WAL.
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._inline = conn
         return self._inline
 
-    async def _execute(self, stmt: _Statement, values: dict[str, Any], what: str) -> Any:
+    async def _execute(self, stmt: _Statement, values: dict[str, Any], what: str) -> Sequence[Any]:
         """One statement, made again on a new connection while the database is
         unreachable, for up to ``retry_for`` seconds."""
         args = stmt.args(values)
@@ -157,21 +165,24 @@ class SqlRunLog:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
 
-    async def _execute_once(self, stmt: _Statement, args: list[Any], what: str) -> Any:
+    async def _execute_once(self, stmt: _Statement, args: list[Any], what: str) -> Sequence[Any]:
         with map_errors(self._engine.url.render_as_string(), what=what):
             if self._inline_path is not None:
                 try:
-                    return self._inline_connection().execute(stmt.sql, args).fetchall()
+                    return self._inline_connection(self._inline_path).execute(stmt.sql, args).fetchall()
                 except sqlite3.OperationalError as err:
                     if err.sqlite_errorcode not in _BUSY:
                         raise
                     # Locked by another writer, nothing written: wait on aiosqlite's thread.
             driver = await self._driver_connection()
+            rows: Sequence[Any]
             if not self._postgres:
-                return await driver.execute_fetchall(stmt.sql, args)
+                rows = await driver.execute_fetchall(stmt.sql, args)
+                return rows
             async with self._busy:  # one statement at a time on the asyncpg connection
                 try:
-                    return await driver.fetch(stmt.sql, *args)
+                    rows = await driver.fetch(stmt.sql, *args)
+                    return rows
                 except Exception as err:
                     # A backend terminated under an idle connection can leave asyncpg's
                     # protocol in a state it reports only as an internal error.
@@ -181,7 +192,7 @@ class SqlRunLog:
 
     async def catalog_generation(self) -> int | None:
         rows = await self._execute(self._generation, {}, "reading the catalog generation")
-        return rows[0][0]
+        return _generation(rows)
 
     async def start(self, record: RunRecord) -> int | None:
         try:
@@ -193,7 +204,7 @@ class SqlRunLog:
             if not await self._written(record):
                 raise
             return await self.catalog_generation()
-        return rows[0][0]
+        return _generation(rows)
 
     async def _written(self, record: RunRecord) -> bool:
         try:

@@ -19,12 +19,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import String, bindparam, cast, func, insert, literal_column, select, update
+from sqlalchemy import String, Table, bindparam, cast, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from mer.db.engine import map_errors
 from mer.db.orm import RunRow
-from mer.db.repository import _aware
+from mer.db.repository import _aware, _matched
 from mer.domain import RunKind, RunRecord, RunStatus
 from mer.errors import UsageError
 
@@ -56,6 +56,7 @@ def storable_json(value: Any) -> Any:
 
 
 _RUNS = RunRow.__table__
+assert isinstance(_RUNS, Table)  # typed as any FromClause: a mapped class may map a join
 # A literal, not a bound value: the run log binds only the values a record carries.
 _STILL_RUNNING = _RUNS.c.status == literal_column(f"'{RunStatus.RUNNING}'")
 # Prebuilt Core statements: two rows per run is the hot path of every `run`, and
@@ -115,8 +116,7 @@ class SqlRunRepository:
 
     async def finish(self, record: RunRecord) -> bool:
         with map_errors():
-            result = await self.session.execute(RUN_FINISH, self.finish_values(record))
-        return bool(result.rowcount)
+            return await _matched(self.session, RUN_FINISH, self.finish_values(record)) > 0
 
     async def claim(self, record: RunRecord) -> None:
         with map_errors():
@@ -128,7 +128,7 @@ class SqlRunRepository:
             id=row.id, model_id=row.model_id, model=row.model, version=row.version,
             server=row.server, os_user=row.os_user, kind=RunKind(row.kind),
             weight_revisions=dict(row.weight_revisions or {}), status=RunStatus(row.status),
-            exit_code=row.exit_code, started_at=_aware(row.started_at),  # type: ignore[arg-type]
+            exit_code=row.exit_code, started_at=_aware(row.started_at),
             finished_at=_aware(row.finished_at), bytes_in=row.bytes_in,
             bytes_out=row.bytes_out, stdout=storable(row.stdout) or "",
             stderr=storable(row.stderr) or "", result=storable_json(row.result),

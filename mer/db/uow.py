@@ -6,11 +6,21 @@ back, so a failed edit leaves nothing half-written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from mer.db.engine import make_session_factory, map_errors
+from mer.db.interfaces import (
+    AuditRepository,
+    ModelRepository,
+    ParameterRepository,
+    RunRepository,
+    SeedRepository,
+    ServerRepository,
+    WeightRepository,
+)
 from mer.db.repository import (
     SqlAuditRepository,
     SqlModelRepository,
@@ -31,13 +41,14 @@ class SqlAlchemyUnitOfWork:
 
     async def __aenter__(self) -> Self:
         self.session = session = self._session_factory()
-        self.servers = SqlServerRepository(session)
-        self.models = SqlModelRepository(session)
-        self.parameters = SqlParameterRepository(session)
-        self.weights = SqlWeightRepository(session)
-        self.runs = SqlRunRepository(session)
-        self.audit = SqlAuditRepository(session)
-        self.seeds = SqlSeedRepository(session)
+        # Typed as the interfaces: mypy holds each repository to its protocol.
+        self.servers: ServerRepository = SqlServerRepository(session)
+        self.models: ModelRepository = SqlModelRepository(session)
+        self.parameters: ParameterRepository = SqlParameterRepository(session)
+        self.weights: WeightRepository = SqlWeightRepository(session)
+        self.runs: RunRepository = SqlRunRepository(session)
+        self.audit: AuditRepository = SqlAuditRepository(session)
+        self.seeds: SeedRepository = SqlSeedRepository(session)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -64,7 +75,7 @@ class SqlAlchemyUnitOfWork:
         await self.session.rollback()
 
 
-def make_uow_factory(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+def make_uow_factory(engine: AsyncEngine) -> Callable[[], SqlAlchemyUnitOfWork]:
     """A UnitOfWorkFactory bound to ``engine``."""
     factory = make_session_factory(engine)
     return lambda: SqlAlchemyUnitOfWork(factory)

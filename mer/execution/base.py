@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -122,6 +122,40 @@ def _tell_group(proc: Process, sinks: Sinks) -> asyncio.Future[None] | None:
     return asyncio.ensure_future(tell())
 
 
+async def _all_done(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    """Wait for ``tasks`` like ``gather`` (the first error is raised), but a timeout or
+    a cancellation stops only the waiting, not the tasks."""
+    # NOTE: gather cancels its tasks when it is cancelled. The pumps must outlive that:
+    # ``_stop`` lets them read the pipes to their end once the model is killed. A pipe
+    # left unread keeps the process's transport open, and if that transport is collected
+    # after the loop closed, it prints "Exception ignored ... Event loop is closed".
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            await task  # raises its error
+
+
+async def _collect(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    """Once the process is killed, whatever held its pipes open is gone: give the tasks
+    reading them a moment to take the last bytes, then stop them."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 1.0)
+    for t in tasks:
+        t.cancel()
+
+
+def _drain(worker: _Worker) -> asyncio.Future[None]:
+    """Read a worker's stdout to its end, for nobody, from now on: it is being ended.
+    A worker blocked on a full pipe cannot exit (and asyncio's wait() for a process
+    returns only once its pipes closed), and a pipe left unread outlives the loop
+    (see _all_done)."""
+    async def discard() -> None:
+        while await worker.proc.read_stdout():
+            pass
+
+    return asyncio.ensure_future(discard())
+
+
 async def _pump(
     read: Callable[[], Awaitable[bytes]], keep: OutputKeeper, sink: Callable[[bytes], None]
 ) -> None:
@@ -163,12 +197,12 @@ class _Worker:
     request: RunRequest
     proc: Process
     lines: _LineReader
+    stderr_keep: OutputKeeper
     started_at: datetime = field(default_factory=utcnow)
     requests: int = 0
     next_id: int = 1
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sinks: Sinks = field(default_factory=Sinks)
-    stderr_keep: OutputKeeper | None = None
     stderr_task: asyncio.Task[None] | None = None
 
 
@@ -216,7 +250,7 @@ class ProcessExecutor:
         status, code, error = RunStatus.FAILED, None, None
         try:
             async with asyncio.timeout(request.timeout):
-                await asyncio.gather(*tasks)
+                await _all_done(tasks)
                 code = await proc.wait()
             status = RunStatus.SUCCEEDED if code == 0 else RunStatus.FAILED
             if code != 0:
@@ -239,15 +273,10 @@ class ProcessExecutor:
             stderr=err.text(), result=parse_result(out.last_line()), error=error,
         )
 
-    async def _stop(self, proc: Process, tasks: list[asyncio.Future[Any]]) -> None:
+    async def _stop(self, proc: Process, tasks: Sequence[asyncio.Future[Any]]) -> None:
         with contextlib.suppress(Exception):
             await proc.kill(self.grace)
-        # Whatever still holds the pipes open is gone now; give the pumps a moment to
-        # collect the last bytes, then stop them.
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 1.0)
-        for t in tasks:
-            t.cancel()
+        await _collect(tasks)
 
     # -- workers --------------------------------------------------------------------------
 
@@ -291,7 +320,6 @@ class ProcessExecutor:
     async def _drain_worker_stderr(self, worker: _Worker) -> None:
         with contextlib.suppress(Exception):
             while chunk := await worker.proc.read_stderr():
-                assert worker.stderr_keep is not None
                 worker.stderr_keep.add(chunk)
                 worker.sinks.stderr(chunk)
 
@@ -301,7 +329,6 @@ class ProcessExecutor:
         async with worker.lock:
             worker.sinks = sinks
             sinks.spawned(worker.proc.pid)  # known: it answered the ready line
-            assert worker.stderr_keep is not None
             err_before = worker.stderr_keep.total
             out = OutputKeeper(self.output_cap)
             status, result, error, sent = RunStatus.FAILED, None, None, 0
@@ -378,17 +405,18 @@ class ProcessExecutor:
                 return message.get("result"), None
             sinks.stdout(raw)  # a log line, or a late answer to an earlier request
 
-    async def _kill_worker(self, worker: _Worker) -> None:
+    async def _kill_worker(self, worker: _Worker, drain: asyncio.Future[None] | None = None) -> None:
+        drain = drain or _drain(worker)
         with contextlib.suppress(Exception):
             await worker.proc.kill(self.grace)
-        if worker.stderr_task is not None:
-            worker.stderr_task.cancel()
+        await _collect([drain] if worker.stderr_task is None else [drain, worker.stderr_task])
 
     async def _end_worker(self, key: tuple[str, tuple[str, str, tuple[str, ...]]]) -> None:
         worker = self._workers.pop(key, None)
         if worker is None:
             return
         framing = worker.request.framing
+        drain = _drain(worker)
         if worker.proc.alive():
             with contextlib.suppress(Exception):
                 await worker.proc.write(
@@ -397,7 +425,7 @@ class ProcessExecutor:
                 await worker.proc.close_stdin()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(worker.proc.wait(), self.grace)
-        await self._kill_worker(worker)
+        await self._kill_worker(worker, drain)
 
     async def stop_worker(self, server: Server, model: str, version: str | None = None) -> int:
         keys = [k for k in self._workers

@@ -14,7 +14,8 @@ import signal
 import sys
 import time
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVarTuple
 
 from mer.domain import RunRequest, Server, ServerCheck
 from mer.errors import ExecutionError
@@ -23,6 +24,7 @@ from mer.execution.base import CHUNK, ProcessExecutor, check_runnable
 __all__ = ["LocalExecutor", "LocalProcess", "group_has_mark"]
 
 POLL = 0.05
+Ts = TypeVarTuple("Ts")
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -138,13 +140,15 @@ class _PidfdChildWatcher(asyncio.AbstractChildWatcher):
     to wait for its exit, which cost ~0.1 ms of every run here; its own
     PidfdChildWatcher is bound to one loop, and tests and benchmarks run several."""
 
-    def add_child_handler(self, pid: int, callback: Any, *args: Any) -> None:
+    def add_child_handler(self, pid: int, callback: Callable[[int, int, *Ts], object],
+                          *args: *Ts) -> None:
         loop = asyncio.get_running_loop()
         pidfd = os.pidfd_open(pid)
         loop.add_reader(pidfd, self._reap, loop, pid, pidfd, callback, args)
 
     @staticmethod
-    def _reap(loop: asyncio.AbstractEventLoop, pid: int, pidfd: int, callback: Any, args: Any) -> None:
+    def _reap(loop: asyncio.AbstractEventLoop, pid: int, pidfd: int,
+              callback: Callable[[int, int, *Ts], object], args: tuple[*Ts]) -> None:
         loop.remove_reader(pidfd)
         try:
             _, status = os.waitpid(pid, 0)

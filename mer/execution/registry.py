@@ -1,12 +1,14 @@
 """Maps a server kind to its executor. `local` and `ssh` are built in (imported on first
 use, so paramiko loads only when an ssh server is used); other packages add kinds
 through the `mer.executors` entry-point group, each entry a factory
-``factory(*, known_hosts=None, output_cap=...) -> Executor``.
+``factory(*, known_hosts=None, output_cap=...) -> Executor``; a factory that also takes
+``ssh_config=`` (as the ssh executor does) gets the OpenSSH client config file.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from importlib.metadata import entry_points
 
 from mer.domain import WorkerInfo
@@ -19,14 +21,26 @@ ENTRY_POINT_GROUP = "mer.executors"
 _BUILTIN = {"local": "mer.execution.local:LocalExecutor", "ssh": "mer.execution.ssh:SshExecutor"}
 
 
+def _accepts(factory: ExecutorFactory, name: str) -> bool:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: only the documented kwargs
+        return False
+    # NOTE: not **kwargs, which may hand it on to a base class that refuses it.
+    return any(p.name == name for p in params)
+
+
 def _load(target: str) -> ExecutorFactory:
     module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    factory: ExecutorFactory = getattr(importlib.import_module(module), attr)
+    return factory
 
 
 class ExecutorRegistry:
-    def __init__(self, known_hosts: str | None = None, output_cap: int = 1 << 20) -> None:
+    def __init__(self, known_hosts: str | None = None, output_cap: int = 1 << 20,
+                 ssh_config: str | None = None) -> None:
         self.known_hosts = known_hosts
+        self.ssh_config = ssh_config
         self.output_cap = output_cap
         self._factories: dict[str, ExecutorFactory | str] = dict(_BUILTIN)
         self._instances: dict[str, Executor] = {}
@@ -59,7 +73,10 @@ class ExecutorRegistry:
             )
         if isinstance(factory, str):
             factory = _load(factory)
-        executor = factory(known_hosts=self.known_hosts, output_cap=self.output_cap)
+        # NOTE: plugins written to the documented factory(known_hosts=, output_cap=) keep
+        # working; only a factory that asks for ssh_config= gets it.
+        extra = {"ssh_config": self.ssh_config} if _accepts(factory, "ssh_config") else {}
+        executor = factory(known_hosts=self.known_hosts, output_cap=self.output_cap, **extra)
         self._instances[kind] = executor
         return executor
 

@@ -7,14 +7,14 @@ remote command lines. This module decides which connection a server's runs share
 kills a process group some earlier mer started (``kill_group``).
 
 Pooling: a connection is shared only by servers with the same whole identity (host,
-port, user, key file, known_hosts file), so no server runs on another's key or host-key
-check; a server whose fields changed drops the connection opened for its old ones.
+port, user, key file, known_hosts file, jump hosts), so no server runs on another's key,
+host-key check or route; a server whose fields changed drops the connection opened for
+its old ones. Hosts are resolved through the OpenSSH client config (ssh_config.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from pathlib import Path
@@ -26,11 +26,12 @@ from mer.domain import RunRequest, Server, ServerCheck
 from mer.errors import ConnectError, ExecutionError, HostKeyError
 from mer.execution.base import ConnectionLost, ProcessExecutor
 from mer.execution.remote_sh import build_kill_group, build_remote_command
+from mer.execution.ssh_config import SshConfigFile, resolve_identity
 from mer.execution.ssh_connection import (
     Connection,
     Identity,
-    fetch_host_key,
     fingerprint,
+    presented_key,
     run_blocking,
     trust_host_key,
 )
@@ -42,8 +43,9 @@ __all__ = ["SshExecutor", "build_kill_group", "build_remote_command", "fingerpri
 class SshExecutor(ProcessExecutor):
     kind = "ssh"
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, ssh_config: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.ssh_config = SshConfigFile(ssh_config)  # None: hosts are taken as given
         self._connections: dict[Identity, Connection] = {}
         # server name -> the identity its runs last used: a changed server drops its
         # old connection.
@@ -57,11 +59,9 @@ class SshExecutor(ProcessExecutor):
     def _identity(self, server: Server) -> Identity:
         if not server.host:
             raise ConnectError(f"server '{server.name}' has no host; set one with `server add`")
-        key = server.identity_file and str(Path(server.identity_file).expanduser().resolve())
-        return Identity(
-            host=server.host, port=server.port or 22,
-            user=server.user or os.environ.get("USER") or "root",
-            identity_file=key or None,
+        return resolve_identity(
+            self.ssh_config, server.host, port=server.port, user=server.user,
+            identity_file=server.identity_file,
             known_hosts=str(self._known_hosts(server).resolve()),
         )
 
@@ -166,14 +166,13 @@ class SshExecutor(ProcessExecutor):
 
     async def host_key(self, server: Server) -> str:
         def fetch() -> str:  # resolving the identity touches the disk too: off the loop
-            return fingerprint(fetch_host_key(server, self._identity(server)))
+            return presented_key(server, self._identity(server))
 
         return await run_blocking(fetch)
 
     async def trust(self, server: Server, expect: str | None = None) -> str:
         def fetch() -> str:
-            return trust_host_key(server, self._identity(server), self._known_hosts(server),
-                                  expect)
+            return trust_host_key(server, self._identity(server), expect)
 
         return await run_blocking(fetch)
 

@@ -8,9 +8,13 @@ per exec). Calls that wait on the server (connect, open a channel, start a comma
 a large write) run on a dedicated thread pool, never on the event loop.
 
 Safety: host keys are checked against a known_hosts file (``[host]:port`` entries for
-other ports than 22); an unknown or changed key is refused with its fingerprint until
-``trust`` records it. Keys come from the server's identity file, the SSH agent or the
-default key files; no password is ever used or stored.
+other ports than 22), under the name the host was resolved to; an unknown or changed key
+is refused with its fingerprint until ``trust`` records it. Keys come from the server's
+identity file, the SSH agent or the default key files; no password is ever used or stored.
+
+ProxyJump: a connection through jump hosts first opens the jump host's own authenticated
+connection (its host key checked too), then runs the target's SSH session in a
+``direct-tcpip`` channel of it; the two live and close together.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import concurrent.futures
 import contextlib
 import hashlib
 import socket
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar, TypeVarTuple, Unpack
 
 import paramiko
 
@@ -31,12 +36,16 @@ from mer.domain import Server
 from mer.errors import ConnectError, ExecutionError, HostKeyError
 from mer.execution.base import ConnectionLost
 
-__all__ = ["Connection", "Identity", "fingerprint", "run_blocking", "trust_host_key"]
+__all__ = ["Connection", "Identity", "fingerprint", "presented_key", "run_blocking",
+           "trust_host_key"]
 
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE = 10
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="mer-ssh")
 
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style SHA256 fingerprint of a host key."""
@@ -44,12 +53,12 @@ def fingerprint(key: paramiko.PKey) -> str:
     return f"{key.get_name()} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
 
 
-def _host_key_name(server: Server) -> str:
-    port = server.port or 22
-    return server.host if port == 22 else f"[{server.host}]:{port}"  # type: ignore[return-value]
+def _host_key_name(identity: Identity) -> str:
+    """The name known_hosts files use for the host, as OpenSSH writes it."""
+    return identity.host if identity.port == 22 else f"[{identity.host}]:{identity.port}"
 
 
-async def run_blocking(fn: Any, *args: Any) -> Any:
+async def run_blocking(fn: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
     """Run a paramiko call that may wait on the server, off the event loop."""
     return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
 
@@ -59,34 +68,57 @@ class Identity:
     """Everything that decides who connects to what: a pooled connection serves only
     servers whose identity equals the one it was opened for."""
 
-    host: str
+    host: str  # resolved: the ssh config's HostName, not the alias
     port: int
     user: str
     identity_file: str | None  # resolved path; None: agent and default keys
     known_hosts: str  # the resolved file actually checked
+    jump: Identity | None = None  # the ProxyJump host this one is reached through
+    alias: str = field(default="", compare=False)  # the name it was asked for, for messages
+
+    def route(self) -> list[Identity]:
+        """The hosts connected to, in order: the first jump host ... this one."""
+        return [*(self.jump.route() if self.jump else []), self]
 
 
 class Connection:
     """One authenticated paramiko Transport for one connection identity, shared by the
-    runs of every server with that identity."""
+    runs of every server with that identity; through a ProxyJump, it owns the jump host's
+    connection too."""
 
-    def __init__(self, server: Server, identity: Identity) -> None:
+    def __init__(self, server: Server, identity: Identity, target: bool = True) -> None:
         self.server = server
         self.identity = identity
         self.known_hosts = Path(identity.known_hosts)
         self.transport: paramiko.Transport | None = None
         self.host_key: paramiko.PKey | None = None
+        self.jump: Connection | None = None
+        # How messages name this host: the server, or a jump host on the way to it.
+        self.what = server.name if target else f"jump host {identity.alias} of {server.name}"
 
     def active(self) -> bool:
-        return self.transport is not None and self.transport.is_active()
+        return (self.transport is not None and self.transport.is_active()
+                and (self.jump is None or self.jump.active()))
 
-    def _open_transport(self) -> paramiko.Transport:
-        s = self.server
+    def _socket(self) -> socket.socket | paramiko.Channel:
+        ident = self.identity
+        if ident.jump is not None:
+            self.jump = Connection(self.server, ident.jump, target=False)
+            self.jump.connect()
+            assert self.jump.transport is not None
+            try:
+                return self.jump.transport.open_channel(
+                    "direct-tcpip", (ident.host, ident.port), ("127.0.0.1", 0),
+                    timeout=CONNECT_TIMEOUT)
+            except (paramiko.SSHException, OSError, EOFError) as err:
+                raise ConnectError(
+                    f"{self.jump.what} cannot reach {ident.host}:{ident.port}: {err or 'refused'}"
+                ) from err
         try:
-            sock = socket.create_connection((s.host, s.port or 22), timeout=CONNECT_TIMEOUT)
+            sock = socket.create_connection((ident.host, ident.port), timeout=CONNECT_TIMEOUT)
         except OSError as err:
             raise ConnectError(
-                f"cannot connect to {s.name} ({s.host}:{s.port or 22}): {err.strerror or err}"
+                f"cannot connect to {self.what} ({ident.host}:{ident.port}): {err.strerror or err}"
             ) from err
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Liveness deadline: a server that vanishes without closing the connection (power
@@ -96,43 +128,56 @@ class Connection:
         for name, value in (("TCP_KEEPIDLE", KEEPALIVE), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
             if hasattr(socket, name):
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
-        transport = paramiko.Transport(sock)
+        return sock
+
+    def open(self) -> paramiko.PKey:
+        """Blocking: connect (through the jump hosts) and take the host key; nothing is
+        checked yet. Returns the key."""
         try:
+            transport = self.transport = paramiko.Transport(self._socket())
             transport.start_client(timeout=CONNECT_TIMEOUT)
         except (paramiko.SSHException, OSError, EOFError) as err:
-            transport.close()
-            raise ConnectError(f"SSH handshake with {s.name} failed: {err}") from err
+            self.close()
+            raise ConnectError(f"SSH handshake with {self.what} failed: {err}") from err
+        except BaseException:
+            self.close()
+            raise
         self.host_key = transport.get_remote_server_key()
-        return transport
+        return self.host_key
 
-    def _check_host_key(self, key: paramiko.PKey) -> None:
-        s = self.server
-        name = _host_key_name(s)
+    def key_state(self, key: paramiko.PKey) -> str:
+        """``known``, ``unknown`` or ``changed``, against this host's known_hosts entry."""
         try:
             known = paramiko.HostKeys(str(self.known_hosts)) if self.known_hosts.exists() else None
         except (OSError, paramiko.SSHException) as err:
             raise HostKeyError(f"cannot read known_hosts {self.known_hosts}: {err}") from err
-        entry = known.lookup(name) if known is not None else None
+        entry = known.lookup(_host_key_name(self.identity)) if known is not None else None
         if entry is None or key.get_name() not in entry:
+            return "unknown"
+        return "known" if entry[key.get_name()] == key else "changed"
+
+    def check_host_key(self, key: paramiko.PKey) -> None:
+        name, state = _host_key_name(self.identity), self.key_state(key)
+        if state == "unknown":
             raise HostKeyError(
-                f"host key of {s.name} ({name}) is not known: {fingerprint(key)}; "
-                f"check it, then run `server trust {s.name}` to trust it"
+                f"host key of {self.what} ({name}) is not known: {fingerprint(key)}; "
+                f"check it, then run `server trust {self.server.name}` to trust it"
             )
-        if entry[key.get_name()] != key:
+        if state == "changed":
             raise HostKeyError(
-                f"host key of {s.name} ({name}) has CHANGED (now {fingerprint(key)}); someone "
+                f"host key of {self.what} ({name}) has CHANGED (now {fingerprint(key)}); someone "
                 f"may be intercepting the connection. If the change is expected, remove the old "
-                f"entry from {self.known_hosts} and run `server trust {s.name}`"
+                f"entry from {self.known_hosts} and run `server trust {self.server.name}`"
             )
 
     def _keys(self) -> list[paramiko.PKey]:
-        s = self.server
         if self.identity.identity_file:
             path = Path(self.identity.identity_file)
             try:
                 return [paramiko.PKey.from_path(str(path))]
             except (OSError, paramiko.SSHException, ValueError) as err:
-                raise ConnectError(f"cannot load the identity file {path} of {s.name}: {err}") from err
+                raise ConnectError(f"cannot load the identity file {path} of {self.what}: "
+                                   f"{err}") from err
         keys: list[paramiko.PKey] = list(paramiko.Agent().get_keys())
         for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
             path = Path.home() / ".ssh" / name
@@ -143,16 +188,16 @@ class Connection:
 
     def connect(self) -> None:
         """Blocking: open, check the host key, authenticate."""
-        s = self.server
-        transport = self._open_transport()
+        key = self.open()
+        transport = self.transport
+        assert transport is not None
         try:
-            assert self.host_key is not None
-            self._check_host_key(self.host_key)
+            self.check_host_key(key)
             user = self.identity.user
             keys = self._keys()
             if not keys:
-                raise ConnectError(f"no SSH key for {s.name}: set the server's identity file or "
-                                   f"load a key into ssh-agent")
+                raise ConnectError(f"no SSH key for {self.what}: set the server's identity file "
+                                   f"or load a key into ssh-agent")
             last: Exception | None = None
             for key in keys:
                 try:
@@ -161,17 +206,16 @@ class Connection:
                 except paramiko.AuthenticationException as err:
                     last = err
                 except (paramiko.SSHException, OSError, EOFError) as err:
-                    raise ConnectError(f"SSH authentication with {s.name} failed: {err}") from err
+                    raise ConnectError(f"SSH authentication with {self.what} failed: {err}") from err
             if not transport.is_authenticated():
                 raise ConnectError(
-                    f"{user}@{s.host} refused every key offered ({last}); check the server's "
-                    f"identity file and authorized_keys"
+                    f"{user}@{self.identity.host} ({self.what}) refused every key offered "
+                    f"({last}); check the identity file and authorized_keys"
                 )
             transport.set_keepalive(KEEPALIVE)
         except BaseException:
-            transport.close()
+            self.close()
             raise
-        self.transport = transport
 
     def open_channel(self) -> paramiko.Channel:
         assert self.transport is not None
@@ -184,36 +228,71 @@ class Connection:
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+        if self.jump is not None:
+            self.jump.close()
+            self.jump = None
 
 
-def fetch_host_key(server: Server, identity: Identity) -> paramiko.PKey:
-    """Blocking: the key the server presents now (nothing is checked or recorded)."""
-    conn = Connection(server, identity)
-    transport = conn._open_transport()
-    transport.close()
-    assert conn.host_key is not None
-    return conn.host_key
+def _hop_key(server: Server, identity: Identity, hop: Identity) -> tuple[Connection, paramiko.PKey]:
+    """Blocking: the key ``hop`` of the route to ``server`` presents now (the hops before
+    it must be known); the closed Connection says how to name it."""
+    conn = Connection(server, hop, target=hop is identity)
+    try:
+        return conn, conn.open()
+    finally:
+        conn.close()
+
+
+def _labelled(conn: Connection, key: paramiko.PKey) -> str:
+    if conn.what == conn.server.name:
+        return fingerprint(key)
+    return f"{fingerprint(key)} ({conn.what}, {_host_key_name(conn.identity)})"
+
+
+def presented_key(server: Server, identity: Identity) -> str:
+    """Blocking: the fingerprint ``trust`` would record next (nothing is checked or
+    recorded): the first jump host's whose key is not known, labelled, else the server's."""
+    for hop in identity.route():
+        conn, key = _hop_key(server, identity, hop)
+        if hop is identity or conn.key_state(key) != "known":
+            return _labelled(conn, key)
+    raise AssertionError("a route ends with its server")
 
 
 def same_fingerprint(actual: str, expected: str) -> bool:
-    """``ssh-ed25519 SHA256:abc`` matches itself and ``SHA256:abc`` (as ssh-keygen -l
-    prints it, without the key type)."""
-    expected = expected.strip()
+    """``ssh-ed25519 SHA256:abc`` matches itself, ``SHA256:abc`` (as ssh-keygen -l prints
+    it, without the key type) and what ``presented_key`` labels for a jump host."""
+    expected = expected.strip().split(" (", 1)[0]
     return actual == expected or actual.split(" ", 1)[-1] == expected
 
 
-def trust_host_key(server: Server, identity: Identity, known_hosts: Path,
-                   expect: str | None = None) -> str:
-    """Blocking: fetch the server's current host key and append it to ``known_hosts``;
-    returns its fingerprint. With ``expect``, a key of another fingerprint is refused."""
-    key = fetch_host_key(server, identity)
-    if expect is not None and not same_fingerprint(fingerprint(key), expect):
-        raise HostKeyError(f"{server.name} presents {fingerprint(key)}, not the expected "
-                           f"{expect}; nothing was recorded")
-    try:
-        known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        with known_hosts.open("a", encoding="utf-8") as fh:
-            fh.write(f"{_host_key_name(server)} {key.get_name()} {key.get_base64()}\n")
-    except OSError as err:
-        raise ExecutionError(f"cannot write {known_hosts}: {err.strerror or err}") from err
-    return fingerprint(key)
+def trust_host_key(server: Server, identity: Identity, expect: str | None = None) -> str:
+    """Blocking: record the host keys on the route to the server that known_hosts does
+    not hold yet (the jump hosts', then the server's, each reached through the hosts before
+    it); returns what was recorded. With ``expect`` (what ``presented_key`` showed) only
+    the first such key is recorded, and only with that fingerprint. A changed key is
+    refused: its old entry must be removed first."""
+    recorded: list[str] = []
+    for hop in identity.route():
+        conn, key = _hop_key(server, identity, hop)
+        state = conn.key_state(key)
+        if state == "changed":
+            conn.check_host_key(key)
+        if state == "known" and hop is not identity:
+            continue
+        if expect is not None and not same_fingerprint(fingerprint(key), expect):
+            raise HostKeyError(f"{conn.what} presents {fingerprint(key)}, not the expected "
+                               f"{expect}; nothing was recorded")
+        if state == "known":  # the server's own key, recorded before
+            return "; ".join(recorded) or fingerprint(key)
+        path = Path(identity.known_hosts)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(f"{_host_key_name(hop)} {key.get_name()} {key.get_base64()}\n")
+        except OSError as err:
+            raise ExecutionError(f"cannot write {path}: {err.strerror or err}") from err
+        recorded.append(_labelled(conn, key))
+        if expect is not None:
+            break
+    return "; ".join(recorded)

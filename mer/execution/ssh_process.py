@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
 
 import paramiko
 
@@ -29,15 +30,17 @@ __all__ = ["SshProcess"]
 SMALL_WRITE = 32768
 
 
-class _Wakeup:
-    """Stands in for the event paramiko sets when a channel buffer gets data or closes
-    (``BufferedPipe.set_event``): it schedules one drain on the event loop.
+class _Wakeup(threading.Event):
+    """The event paramiko sets when a channel buffer gets data or closes
+    (``BufferedPipe.set_event``): instead of waking a thread, it schedules one drain on
+    the event loop. paramiko only calls ``set`` and ``clear``.
 
     NOTE: not ``Channel.fileno()``: its pipe ORs the stdout and stderr buffers without a
     common lock, so a feed on one racing a drain of the other loses the wake-up (seen
     here: a run with heavy output on both streams stalled until its timeout)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, drain: Any) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, drain: Callable[[], None]) -> None:
+        super().__init__()
         self._loop = loop
         self._drain = drain
         self._pending = False

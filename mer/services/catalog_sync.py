@@ -135,7 +135,7 @@ def _add_model(entry: ModelEntry) -> SyncStep:
         if entry.parameters:
             await set_params(ctx, model.ref, entry.parameters, expect=0)
         for name, values in entry.weights.items():
-            await set_weights(ctx, model.ref, name, values, note="catalog sync", expect=0)
+            await set_weights(ctx, model.ref, name, values, note="catalog sync", expect=0, new=True)
 
     line = f"model {model.ref}: added" + (f" with {' and '.join(extra)}" if extra else "")
     return SyncStep((line,), apply, _keys(entry))
@@ -170,7 +170,9 @@ def _model_steps(entry: ModelEntry, current: ModelConfig, params: Mapping[str, A
 
 
 def _set_weights(ref: str, name: str, values: array, expect: int) -> Apply:
-    return lambda ctx: set_weights(ctx, ref, name, values, note="catalog sync", expect=expect)
+    # The file says so: a vector beside the model's others, or of a new length, is meant.
+    return lambda ctx: set_weights(ctx, ref, name, values, note="catalog sync", expect=expect,
+                                   new=True, resize=True)
 
 
 async def apply_sync(ctx: ServiceContext, plan: SyncPlan,

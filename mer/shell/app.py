@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import shutil
 import sys
 import threading
 import traceback
@@ -21,13 +22,14 @@ from collections.abc import Callable
 from typing import Any
 
 import cmd2
+from cmd2 import rich_utils as ru
 from cmd2.exceptions import Cmd2ArgparseError
 
 from mer.bootstrap import Runtime
-from mer.errors import EXIT_OUTPUT_CLOSED, MerError, UsageError
+from mer.errors import EXIT_OUTPUT_CLOSED, MerError
 from mer.logfile import internal_error_line
 from mer.services.context import ServiceContext
-from mer.shell import grammar
+from mer.shell import grammar, render
 from mer.shell.bridge import AsyncBridge, InlineBridge
 from mer.shell.commands import COMMAND_SETS
 from mer.shell.completion import CompletionCache, build_cache
@@ -136,6 +138,25 @@ class MerShell(cmd2.Cmd):
             traceback.print_exception(err, file=sys.stderr)
         self.fail(internal_error_line(err, where), 1)
 
+    def watched(self, stream: Any) -> bool:
+        """A person reads ``stream``: mer is interactive (not a script) and it is a terminal."""
+        return self.bridge.background and _isatty(stream)
+
+    def show(self, text: str | render.Table) -> None:
+        """Text for people. To a pipe or a file (scripts, tests) plain, as ever; to a
+        terminal a table fits its width, coloured, and, interactively, output longer
+        than the screen goes through the pager."""
+        if not _isatty(self.stdout):
+            self.out(text if isinstance(text, str) else text.plain())
+            return
+        size = shutil.get_terminal_size()
+        if isinstance(text, render.Table):
+            text = render.fit(text, size.columns, colour=ru.ALLOW_STYLE != ru.AllowStyle.NEVER)
+        if self.bridge.background and text.count("\n") >= size.lines:
+            self.ppaged(text, end="" if text.endswith("\n") else "\n")
+        else:
+            self.out(text)
+
     def out(self, text: str) -> None:
         try:
             self.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -154,18 +175,12 @@ class MerShell(cmd2.Cmd):
         # NOTE: else a model's output, on the interactive loop's thread: it is dropped
         # from now on, and the command raises when it ends (the run command checks).
 
-    def confirm(self, question: str, yes: bool, flag: str = "--yes") -> bool:
-        """A person at a terminal answers yes/no; a script must say so with ``flag``
-        (``yes``), so nothing irreversible happens on a guess."""
-        if yes:
-            return True
-        if not self.stdin.isatty():
-            raise UsageError(f"{question.rstrip('?')}: in a script, add {flag} to confirm")
-        try:
-            answer = self.read_input(f"{question} [y/N] ")
-        except EOFError:
-            answer = ""
-        return answer.strip().lower() in ("y", "yes")
+    def complete(self, text: str, line: str, begidx: int, endidx: int,
+                 custom_settings: Any = None) -> cmd2.Completions:
+        if custom_settings is None:  # the command line, not a prompt inside a command
+            full, start = grammar.for_completion(line, begidx)
+            line, begidx, endidx = full, start, endidx + start - begidx
+        return super().complete(text, line, begidx, endidx, custom_settings)
 
     def _get_command_category(self, func: Any) -> str:
         category = super()._get_command_category(func)
@@ -207,3 +222,10 @@ class MerShell(cmd2.Cmd):
 # None, cmd2's way); cmd2's `set` is `settings` here (`set` is `model set`, as before).
 for _builtin in ("shell", "run_pyscript", "edit", "py", "ipy", "set"):
     setattr(MerShell, f"do_{_builtin}", None)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no such method, or closed
+        return False

@@ -108,7 +108,8 @@ class InlineBridge:
         return future
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        task = self._task = self.loop.create_task(coro)
+        task: asyncio.Task[T] = self.loop.create_task(coro)
+        self._task = task
         try:
             result = self.loop.run_until_complete(task)
         except BaseException as exc:

@@ -1,5 +1,6 @@
 """The completion cache: names that Tab offers, rebuilt in the background and swapped
-in whole. Completers read only this cache, so Tab never waits on the database or SSH."""
+in whole. Completers read only this cache, so Tab never waits on the database or SSH;
+the names come from the services (mer/services/names.py)."""
 
 from __future__ import annotations
 
@@ -7,37 +8,34 @@ from dataclasses import dataclass, field
 
 from mer.services.context import ServiceContext
 from mer.services.models import EDITABLE_FIELDS
+from mer.services.names import Names, completion_names
 
 __all__ = ["CompletionCache", "build_cache"]
 
 
 @dataclass(frozen=True)
 class CompletionCache:
-    models: tuple[str, ...] = ()  # names and name@version
-    servers: tuple[str, ...] = ()
-    params: dict[str, tuple[str, ...]] = field(default_factory=dict)  # by model name
-    weights: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    names: Names = field(default_factory=Names)
     fields: tuple[str, ...] = EDITABLE_FIELDS
 
-    def for_model(self, table: dict[str, tuple[str, ...]], ref: str | None) -> tuple[str, ...]:
-        if not ref:
-            return ()
-        return table.get(ref.partition("@")[0], ())
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return self.names.servers
+
+    def models(self, typed: str) -> tuple[str, ...]:
+        """Each model once; its versions (name@version) once the word has an ``@``."""
+        return self.names.refs if "@" in typed else self.names.models
+
+    def params(self, ref: str | None) -> tuple[str, ...]:
+        return self._of_model(self.names.params, ref)
+
+    def weights(self, ref: str | None) -> tuple[str, ...]:
+        return self._of_model(self.names.weights, ref)
+
+    @staticmethod
+    def _of_model(table: dict[str, tuple[str, ...]], ref: str | None) -> tuple[str, ...]:
+        return table.get(ref.partition("@")[0], ()) if ref else ()
 
 
 async def build_cache(ctx: ServiceContext) -> CompletionCache:
-    async with ctx.uow() as uow:
-        models = await uow.models.list()
-        servers = await uow.servers.list()
-        params: dict[str, set[str]] = {}
-        weights: dict[str, set[str]] = {}
-        for m in models:
-            params.setdefault(m.name, set()).update((await uow.parameters.get(m.id)).values)
-            weights.setdefault(m.name, set()).update(await uow.weights.names(m.id))
-    names = sorted({m.name for m in models} | {m.ref for m in models})
-    return CompletionCache(
-        models=tuple(names),
-        servers=tuple(s.name for s in servers),
-        params={k: tuple(sorted(v)) for k, v in params.items()},
-        weights={k: tuple(sorted(v)) for k, v in weights.items()},
-    )
+    return CompletionCache(await completion_names(ctx))

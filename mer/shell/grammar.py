@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ALIASES", "NOUNS", "Noun", "canonical"]
+__all__ = ["ALIASES", "NOUNS", "Noun", "canonical", "for_completion"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Noun:
 NOUNS: dict[str, Noun] = {
     "model": Noun(("list", "show", "add", "set", "remove", "enable", "disable"), "list", "show"),
     "param": Noun(("show", "set", "unset"), None, "show"),
-    "weights": Noun(("show", "history", "set", "rollback"), None, "show", names=2),
+    "weights": Noun(("show", "history", "set", "rollback", "remove"), None, "show", names=2),
     "server": Noun(("list", "show", "add", "set", "remove", "trust", "ping"), "list", "show"),
     "runs": Noun(("list", "show"), "list", "show"),
 }
@@ -64,3 +64,15 @@ def canonical(command: str, args: list[str]) -> list[str] | None:
         words = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
         verb = noun.named if words <= noun.names else None
     return None if verb is None else [command, verb, *args]
+
+
+def for_completion(line: str, begidx: int) -> tuple[str, int]:
+    """The line as Tab reads it, and where the word being completed now starts: the
+    whole words before that word in the one grammar, so a shorthand completes as its
+    full command does (``weights lin `` as ``weights show lin ``)."""
+    words = line[:begidx].split()
+    full = canonical(words[0], words[1:]) if len(words) > 1 else None
+    if full is None:
+        return line, begidx
+    head = " ".join(full) + " "
+    return head + line[begidx:], len(head)

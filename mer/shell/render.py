@@ -1,17 +1,24 @@
-"""Rendering for people (aligned tables, short summaries) and for programs (JSON)."""
+"""Rendering for people (aligned tables, short summaries) and for programs (JSON).
+
+Pure functions: text in, text out. A ``Table`` is printed plain (``table``: aligned
+columns, no colour) or, when the shell writes to a terminal, fitted to its width and
+coloured (``fit``, drawn with rich, imported only then: cold start does not pay for it).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from mer.domain import RunRecord, Server, WeightRevision, WorkerInfo
 
-__all__ = ["RUN_HEADERS", "dumps", "run_image", "run_rows", "run_summary", "run_text", "table",
-           "weight_image", "when"]
+__all__ = ["RUN_HEADERS", "Table", "dumps", "fit", "run_image", "run_rows", "run_summary",
+           "run_text", "table", "weight_image", "when"]
 
 
 def _default(value: Any) -> Any:
@@ -38,6 +45,65 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Rows for people, printed by the shell as ``table`` or ``fit`` (see above)."""
+
+    headers: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+
+    def plain(self) -> str:
+        return table(self.headers, self.rows)
+
+
+# Cell styles in a terminal, by column: how a run ended, whether a model runs.
+CELL_STYLES: dict[str, dict[str, str]] = {
+    "status": {"succeeded": "green", "failed": "red", "timeout": "red", "lost": "red",
+               "cancelled": "yellow", "running": "cyan"},
+    "enabled": {"yes": "green", "no": "red"},
+}
+_GAP = 2  # spaces between columns, as in ``table``
+_PADDED_END = re.compile(r" +((?:\x1b\[0m)?)$", re.MULTILINE)
+
+
+def _fitted_widths(natural: list[int], width: int) -> list[int]:
+    """Each column's width so that the row fits ``width``: the widest columns give way
+    first (to one common cap), so short ones (ids, statuses) stay whole."""
+    room = width - _GAP * (len(natural) - 1)
+    if sum(natural) <= room:
+        return natural
+    cap = max(natural)
+    while cap > 1 and sum(min(w, cap) for w in natural) > room:
+        cap -= 1
+    return [min(w, cap) for w in natural]
+
+
+def fit(t: Table, width: int, colour: bool) -> str:
+    """``t`` as at most ``width`` columns: a cell too long ends in an ellipsis; with
+    ``colour``, bold headers and statuses coloured (green succeeded, red failed)."""
+    from io import StringIO
+
+    from rich.cells import cell_len
+    from rich.console import Console
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    headers = [h.upper() for h in t.headers]
+    cells = [[("-" if c is None else str(c)) for c in row] for row in t.rows]
+    natural = [max([cell_len(h)] + [cell_len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    drawn = RichTable(box=None, pad_edge=False, show_edge=False, padding=(0, _GAP // 2),
+                      header_style="bold" if colour else "")
+    for header, w in zip(headers, _fitted_widths(natural, width), strict=True):
+        drawn.add_column(header, width=w, no_wrap=True, overflow="ellipsis")
+    styles = [CELL_STYLES.get(h, {}) for h in t.headers]
+    for row in cells:
+        drawn.add_row(*(Text(c, style=s.get(c, "")) for c, s in zip(row, styles, strict=True)))
+    out = StringIO()
+    Console(file=out, width=width, force_terminal=colour, color_system="standard" if colour else None,
+            highlight=False, markup=False, emoji=False, legacy_windows=False).print(drawn)
+    return _PADDED_END.sub(r"\1", out.getvalue())
 
 
 def run_image(r: RunRecord, full: bool = False) -> dict[str, Any]:
@@ -103,6 +169,7 @@ def weight_image(w: WeightRevision, head: int | None = None, values: bool = True
     image: dict[str, Any] = {
         "name": w.name, "revision": w.revision, "length": w.length, "sha256": w.sha256,
         "author": w.author, "note": w.note, "created_at": w.created_at,
+        "run_id": None if w.run_id is None else str(w.run_id),
     }
     if values:
         vals = w.values.tolist()

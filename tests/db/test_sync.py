@@ -16,7 +16,7 @@ import pytest
 from mer.db.catalog import load_catalog
 from mer.errors import ConflictError
 from mer.execution.registry import ExecutorRegistry
-from mer.services import models, servers
+from mer.services import models, servers, weights
 from mer.services.catalog_sync import apply_sync, plan_sync
 from mer.services.context import ServiceContext
 from tests.shell.conftest import BIN, ROOT, Mer
@@ -129,3 +129,18 @@ async def test_an_edit_made_between_plan_and_apply_is_refused_as_a_conflict(uow_
     view = await models.show_model(ctx, "linear")
     assert view.model.timeout == 30  # the step before the conflict was made
     assert view.parameters == {"bias": 8}  # ann's later edit stands
+
+
+async def test_sync_resizes_and_adds_weight_vectors_the_file_states(tmp_path: Path, uow_factory) -> None:
+    """What the shell asks --resize/--new for, the file states: sync makes it."""
+    catalog = tmp_path / "catalog.toml"
+    base = '[[servers]]\nname = "local"\n[[models]]\nname = "m"\nserver = "local"\ncommand = ["true"]\n'
+    catalog.write_text(base + "[models.weights]\nw = [1.0, 2.0]\n")
+    await load_catalog(catalog, uow_factory)
+    catalog.write_text(base + "[models.weights]\nw = [1.0, 2.0, 3.0]\nv = [5.0]\n")
+    ctx = _ctx(uow_factory, "bob")
+    plan = await plan_sync(ctx, catalog)
+    assert plan.lines == ["weights m@1/w: revision 1 -> new revision", "weights m@1/v: added (1 values)"]
+    assert await apply_sync(ctx, plan) == 2
+    stored = {w.name: (w.revision, list(w.values)) for w in await weights.show_weights(ctx, "m")}
+    assert stored == {"w": (2, [1.0, 2.0, 3.0]), "v": (1, [5.0])}

@@ -55,3 +55,16 @@ async def test_local_check_reports_latency() -> None:
 
     check = await LocalExecutor().check(Server(name="here"))
     assert check.reachable and check.latency_ms is not None and check.host_key_known is None
+
+
+def test_only_a_factory_that_takes_ssh_config_gets_it(tmp_path: Path) -> None:
+    """The ssh executor reads the OpenSSH client config; a plugin written to the documented
+    factory(known_hosts=, output_cap=) is still built."""
+    reg = ExecutorRegistry(ssh_config=str(tmp_path / "ssh_config"))
+    assert reg.get("ssh").ssh_config.path == tmp_path / "ssh_config"  # type: ignore[attr-defined]
+
+    def plugin(*, known_hosts: str | None = None, output_cap: int = 1 << 20) -> _Plugin:
+        return _Plugin(known_hosts=known_hosts, output_cap=output_cap)
+
+    reg.register("plugin", plugin)
+    assert isinstance(reg.get("plugin"), _Plugin)

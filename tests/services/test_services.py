@@ -133,34 +133,20 @@ async def test_params_json_values(ctx: ServiceContext) -> None:
 
 
 async def test_weights_set_element_history_rollback(ctx: ServiceContext) -> None:
-    r2 = await weight_svc.set_weight_element(ctx, "lin", "w", 1, 5.0)
+    r2 = (await weight_svc.set_weight_element(ctx, "lin", "w", 1, 5.0)).current
     assert r2.revision == 2 and r2.values.tolist() == [1.0, 5.0]
     with pytest.raises(UsageError, match="outside"):
         await weight_svc.set_weight_element(ctx, "lin", "w", 7, 1.0)
-    r3 = await weight_svc.rollback_weights(ctx, "lin", "w", 1)
+    r3 = (await weight_svc.rollback_weights(ctx, "lin", "w", 1)).current
     assert r3.revision == 3 and r3.values.tolist() == [1.0, 2.0] and "rollback" in r3.note
     assert [h.revision for h in await weight_svc.weight_history(ctx, "lin", "w")] == [1, 2, 3]
     with pytest.raises(WeightNotFound):
         await weight_svc.rollback_weights(ctx, "lin", "w", 99)
 
 
-async def test_weight_files(tmp_path: Path) -> None:
-    import numpy as np
-
-    np.save(tmp_path / "w.npy", np.array([0.5, 1.5, -2.0]))
-    np.save(tmp_path / "i.npy", np.array([1, 2], dtype=np.int64))
-    (tmp_path / "w.json").write_text("[1, 2.5]")
-    (tmp_path / "w.csv").write_text("1,2\n3\n")
-    (tmp_path / "bad.json").write_text("[1, NaN]")
-    (tmp_path / "w.txt").write_text("1 2")
-    assert weight_svc.read_weights_file(tmp_path / "w.npy").tolist() == [0.5, 1.5, -2.0]
-    assert weight_svc.read_weights_file(tmp_path / "i.npy").tolist() == [1.0, 2.0]
-    assert weight_svc.read_weights_file(tmp_path / "w.json").tolist() == [1.0, 2.5]
-    assert weight_svc.read_weights_file(tmp_path / "w.csv").tolist() == [1.0, 2.0, 3.0]
-    with pytest.raises(UsageError, match="element 1 is nan"):
-        weight_svc.read_weights_file(tmp_path / "bad.json")
-    with pytest.raises(UsageError, match="unknown weight file type"):
-        weight_svc.read_weights_file(tmp_path / "w.txt")
+def test_parse_values_names_the_bad_element() -> None:
+    # Files: tests/services/test_weight_files.py
+    assert weight_svc.parse_values("0.1, 2;3,") == [0.1, 2.0, 3.0]
     with pytest.raises(UsageError, match="value 1 'x' is not a number"):
         weight_svc.parse_values("1,x")
 

@@ -21,7 +21,7 @@ def test_audit_lists_every_edit_with_before_and_after(sh: ShellOnFakes) -> None:
     sh("model set lin timeout 60")
     sh("param set lin bias 2")
     sh("param unset lin bias")
-    sh("weights set lin w --values 7,8")
+    sh("weights set lin w --values 7,8,9")
     entries = json.loads(sh("audit lin --json").out)
     assert [e["action"] for e in entries][:4] == ["weights.set", "param.unset", "param.set",
                                                   "model.set.timeout"]
@@ -45,7 +45,7 @@ def test_show_history_lists_the_models_field_and_parameter_changes(sh: ShellOnFa
     sh("model set lin description first")
     sh("model set lin description second")
     sh("param set lin lr 0.1")
-    sh("weights set lin w --values 1")
+    sh("weights set lin w --values 1 --resize")
     history = json.loads(sh("show lin --history --json").out)
     assert [h["action"] for h in history] == ["param.set", "model.set.description",
                                              "model.set.description", "param.set", "model.add"]

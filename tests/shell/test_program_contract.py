@@ -18,7 +18,8 @@ EVERY_COMMAND = [
     "runs", "workers", "settings", "stop lin", "run lin --data 1",
     "model add x --server local --command true", "model set x description two words",
     "model disable x", "model enable x", "param set lin lr 0.1", "param unset lin lr",
-    "weights set lin w --values 1,2", "weights set lin w[0]=3", "weights rollback lin w 1",
+    "weights set lin w --values 1,2 --resize", "weights set lin w[0]=3", "weights rollback lin w 1",
+    "weights set lin w --values 1,2,3", "weights set lin v --values 1 --new", "weights remove lin v --yes",
     "server add s2 --kind local", "server trust local --yes", "server trust local --fingerprint SHA256:fake",
     "server remove s2", "model remove x --yes",
 ]
@@ -71,3 +72,19 @@ def test_input_dash_is_refused_when_stdin_is_the_script(mer: Mer) -> None:
     assert done.stderr.splitlines()[0] == (
         "<stdin>:1: error: --input - reads standard input, but it holds the commands being "
         "run; use --input FILE or --script FILE")
+
+
+def test_a_run_summary_names_the_model_and_a_worker_answer_has_no_exit_status() -> None:
+    from mer.domain import RunResult, RunStatus
+
+    shell = ShellOnFakes().seed()
+    try:
+        shell.executor.result = RunResult(status=RunStatus.SUCCEEDED, exit_code=None, result=1)
+        done = shell("run lin")
+        assert done.err.startswith("lin@1 succeeded in ") and "exit" not in done.err
+        shell.executor.result = RunResult(status=RunStatus.FAILED, exit_code=3, error="boom")
+        done = shell("run lin")
+        assert done.failed and done.err.startswith("lin@1 failed (exit 3) in ")
+        assert done.err.rstrip().endswith(": boom")
+    finally:
+        shell.close()

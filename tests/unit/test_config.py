@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mer.config import ENV_KEYS, load_settings, mask_password
+from mer.config import ENV_KEYS, Settings, database_url, load_settings, mask_password
 from mer.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,3 +67,42 @@ def test_env_example_documents_every_key() -> None:
     text = (ROOT / ".env.example").read_text()
     missing = [k for k in ENV_KEYS if f"{k}=" not in text]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgres://u:pw@h:5432/db", "postgresql+asyncpg://u:pw@h:5432/db"),
+        ("postgresql://u@h/db?ssl=require", "postgresql+asyncpg://u@h/db?ssl=require"),
+        ("POSTGRES://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("sqlite:///rel/mer.db", "sqlite+aiosqlite:///rel/mer.db"),
+        ("sqlite:////abs/mer.db", "sqlite+aiosqlite:////abs/mer.db"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+    ],
+)
+def test_database_urls_map_to_the_async_drivers(given: str, used: str) -> None:
+    assert database_url(given) == used
+    assert Settings(database_url=given).resolved_database_url == used
+    flags = load_settings(flags={"database_url": given}, environ={}, dotenv_path=Path("/nonexistent"))
+    env = load_settings(environ={"MER_DATABASE_URL": given}, dotenv_path=Path("/nonexistent"))
+    assert flags.database_url == env.database_url == used
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("mysql://u@h/db",
+         "database URL scheme 'mysql' is not supported; use sqlite:///PATH or postgresql://..."),
+        ("postgresql+psycopg2://u@h/db", "database URL scheme 'postgresql+psycopg2' is not supported"),
+        ("not a url", "database URL 'not a url' is not a URL; use sqlite:///PATH"),
+        ("://h/db", "is not a URL"),
+    ],
+)
+def test_other_database_urls_are_one_config_error(given: str, message: str) -> None:
+    nowhere = Path("/nonexistent")
+    for load in (lambda: load_settings(flags={"database_url": given}, environ={}, dotenv_path=nowhere),
+                 lambda: load_settings(environ={"MER_DATABASE_URL": given}, dotenv_path=nowhere)):
+        with pytest.raises(ConfigError) as info:
+            load()
+        assert message in str(info.value) and info.value.exit_code == 2

@@ -47,8 +47,9 @@ async def run_async_migrations() -> None:
     from mer.db.engine import create_engine
 
     url = config.get_main_option("sqlalchemy.url") or load_settings().resolved_database_url
-    create_engine(url).sync_engine.dispose()  # validates the URL, creates the SQLite dir
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    checked = create_engine(url)  # validates the URL, picks its driver, creates the SQLite dir
+    checked.sync_engine.dispose()
+    engine = create_async_engine(checked.url, poolclass=pool.NullPool)
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)
     await engine.dispose()

@@ -14,7 +14,7 @@ __all__ = ["AuditCommands", "audit_rows"]
 
 _audit = parser("The audit log: every edit with who, when, what, before and after, newest "
                 "first. Give a model (`m` or `m@2`) or a server to see only its edits.")
-_audit.add_argument("subject", nargs="?", choices_provider=MerCommands._servers_and_models,
+_audit.add_argument("subject", nargs="?", completer=MerCommands._servers_and_models,
                     help="a MODEL[@VERSION] or a SERVER")
 _audit.add_argument("--since", help="only edits since: 30m, 2h, 1d or an ISO time")
 _audit.add_argument("--user", help="only this user's edits")
@@ -55,4 +55,4 @@ class AuditCommands(MerCommands):
         entries = self.call(audit_svc.audit_log(self.ctx(), args.subject, after, args.user,
                                                 args.limit))
         self.emit(args, [audit_image(e) for e in entries],
-                  lambda: render.table(AUDIT_HEADERS, audit_rows(entries)))
+                  lambda: render.Table(AUDIT_HEADERS, audit_rows(entries)))

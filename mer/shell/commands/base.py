@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import cmd2
-from cmd2 import Choices, CommandSet, with_argparser
+from cmd2 import Choices, CommandSet, Completions, with_argparser
 
 from mer.errors import EXIT_INTERRUPTED, EditNotAllowed, MerError
 from mer.shell import render
@@ -48,14 +48,14 @@ def _reports(fn: F) -> F:
             shell.internal_error(err, fn.__name__)
         return None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 def command(parser: Cmd2ArgumentParser, category: str) -> Callable[[F], F]:
     """A top-level command: its parser, its help category, one-line errors."""
 
     def decorate(fn: F) -> F:
-        return with_argparser(parser)(cmd2.with_category(category)(_reports(fn)))  # type: ignore[return-value]
+        return cast(F, with_argparser(parser)(cmd2.with_category(category)(_reports(fn))))
 
     return decorate
 
@@ -74,8 +74,8 @@ def verb(noun: str, name: str, parser: Cmd2ArgumentParser, *, edits: bool = Fals
 
         summary = str(parser.description or "").split(". ")[0].rstrip(".")
         help_text = summary + (EDIT_NOTE if edits else "")
-        return cmd2.as_subcommand_to(noun, name, parser, help=help_text,  # type: ignore[return-value]
-                                     aliases=aliases)(_reports(gated))
+        return cast(F, cmd2.as_subcommand_to(noun, name, parser, help=help_text,
+                                             aliases=aliases)(_reports(gated)))
 
     return decorate
 
@@ -107,34 +107,46 @@ class MerCommands(CommandSet["MerShell"]):
     def out(self, text: str) -> None:
         self._cmd.out(text)
 
+    def show(self, text: str | render.Table) -> None:
+        self._cmd.show(text)
+
     def want_json(self, args: argparse.Namespace) -> bool:
         return self._cmd.json_output or bool(getattr(args, "json", False))
 
-    def emit(self, args: argparse.Namespace, image: Any, text: str | Callable[[], str]) -> None:
-        """Print ``image`` as one line of JSON under --json, else the text for people."""
+    def emit(self, args: argparse.Namespace, image: Any,
+             text: str | render.Table | Callable[[], str | render.Table]) -> None:
+        """Print ``image`` as one line of JSON under --json, else the text for people
+        (a table fitted to the terminal when there is one)."""
         if self.want_json(args):
             self.out(render.dumps(image))
         else:
-            self.out(text if isinstance(text, str) else text())
+            self.show(text() if callable(text) else text)
 
     # -- Tab: read the completion cache only, never the database ----------------------
+    # NOTE: models are a completer, not a choices provider, because what is offered
+    # depends on the word typed so far: `lin` offers `linear` once, `linear@` its versions.
 
-    def _models(self) -> Choices:
-        return Choices.from_values(self._cmd.cache.models)
+    def _models(self, text: str, line: str, begidx: int, endidx: int) -> Completions:
+        return self._cmd.basic_complete(text, line, begidx, endidx,
+                                        self._cmd.cache.models(text))
+
+    def _servers_and_models(self, text: str, line: str, begidx: int, endidx: int) -> Completions:
+        cache = self._cmd.cache
+        return self._cmd.basic_complete(text, line, begidx, endidx,
+                                        cache.servers + cache.models(text))
 
     def _servers(self) -> Choices:
         return Choices.from_values(self._cmd.cache.servers)
-
-    def _servers_and_models(self) -> Choices:
-        return Choices.from_values(self._cmd.cache.servers + self._cmd.cache.models)
 
     def _fields(self) -> Choices:
         return Choices.from_values(self._cmd.cache.fields)
 
     def _params(self, arg_tokens: dict[str, list[str]]) -> Choices:
-        ref = next(iter(arg_tokens.get("model", [])), None)
-        return Choices.from_values(self._cmd.cache.for_model(self._cmd.cache.params, ref))
+        return Choices.from_values(self._cmd.cache.params(_model_typed(arg_tokens)))
 
     def _weights(self, arg_tokens: dict[str, list[str]]) -> Choices:
-        ref = next(iter(arg_tokens.get("model", [])), None)
-        return Choices.from_values(self._cmd.cache.for_model(self._cmd.cache.weights, ref))
+        return Choices.from_values(self._cmd.cache.weights(_model_typed(arg_tokens)))
+
+
+def _model_typed(arg_tokens: dict[str, list[str]]) -> str | None:
+    return next(iter(arg_tokens.get("model", [])), None)

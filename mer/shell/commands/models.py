@@ -14,6 +14,7 @@ from mer.services import models as model_svc
 from mer.shell import render
 from mer.shell.commands.audit import AUDIT_HEADERS, audit_image, audit_rows
 from mer.shell.commands.base import MerCommands, command, dispatch, verb
+from mer.shell.confirm import confirm
 from mer.shell.parsing import add_json, parser
 
 __all__ = ["ModelCommands"]
@@ -28,7 +29,7 @@ def _noun(description: str) -> cmd2.Cmd2ArgumentParser:
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", choices_provider=MerCommands._models, help="MODEL or MODEL@VERSION")
+    p.add_argument("model", completer=MerCommands._models, help="MODEL or MODEL@VERSION")
 
 
 _list = parser("List the models.")
@@ -127,7 +128,7 @@ class ModelCommands(MerCommands):
         models = self.call(model_svc.list_models(self.ctx(), args.server))
         rows = [[m.name, m.version, m.server, m.mode, "yes" if m.enabled else "no", m.description]
                 for m in models]
-        self.emit(args, [model_svc.model_image(m) for m in models], lambda: render.table(
+        self.emit(args, [model_svc.model_image(m) for m in models], lambda: render.Table(
             ["model", "version", "server", "mode", "enabled", "description"], rows))
 
     @verb("model", "show", _show)
@@ -152,7 +153,7 @@ class ModelCommands(MerCommands):
         entries = self.call(audit_svc.audit_log(self.ctx(), view.model.ref, limit=1000))
         entries = [e for e in entries if e.target == f"model {view.model.ref}"]
         self.emit(args, [audit_image(e) for e in entries],
-                  lambda: render.table(AUDIT_HEADERS, audit_rows(entries)))
+                  lambda: render.Table(AUDIT_HEADERS, audit_rows(entries)))
 
     @verb("model", "add", _add, edits=True)
     def model_add(self, args: argparse.Namespace) -> None:
@@ -182,7 +183,7 @@ class ModelCommands(MerCommands):
     @verb("model", "remove", _remove, edits=True, aliases=("rm",))
     def model_remove(self, args: argparse.Namespace) -> None:
         question = f"remove {args.model} with its parameters, weights and their history?"
-        if not self.shell.confirm(question, args.yes):
+        if not confirm(self.shell, question, args.yes):
             self.emit(args, {"removed": None}, "nothing removed")
             return
         removed = self.call(model_svc.remove_model(self.ctx(), args.model, self.seen.models))

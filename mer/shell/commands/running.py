@@ -1,22 +1,29 @@
-"""`run`, `train`, `feed`, `stop` and `workers`: running models."""
+"""`run`, `train`, `feed`, `stop` and `workers`: running models. `train --save` stores
+the weight vectors a training run returns (an edit: --allow-edit, conflict checks, and
+--new/--resize or a yes in a terminal, as `weights set`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import cmd2
 
 from mer.domain import RunKind, RunRecord
-from mer.errors import EXIT_OUTPUT_CLOSED, UsageError
+from mer.errors import EXIT_OUTPUT_CLOSED, EditNotAllowed, MerError, UsageError
 from mer.execution.interface import Sinks
 from mer.services import runs as run_svc
+from mer.services import weights as weight_svc
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command
+from mer.shell.commands.weights import change_image, change_text
+from mer.shell.confirm import DECLINED, confirmed
 from mer.shell.parsing import add_json, parser
+from mer.shell.spinner import Spinner
 
 __all__ = ["RunCommands"]
 
@@ -25,7 +32,7 @@ CATEGORY = "Runs"
 
 def _run_parser(description: str) -> cmd2.Cmd2ArgumentParser:
     p = parser(description)
-    p.add_argument("model", choices_provider=MerCommands._models, help="MODEL or MODEL@VERSION")
+    p.add_argument("model", completer=MerCommands._models, help="MODEL or MODEL@VERSION")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--input", type=Path, completer=cmd2.Cmd.path_complete,
                      help="a file whose content (JSON when it parses) is the input; - reads "
@@ -40,15 +47,23 @@ def _run_parser(description: str) -> cmd2.Cmd2ArgumentParser:
 
 
 _run = _run_parser("Run a model; its output streams live, then a one-line summary.")
-_train = _run_parser("Run a model's training command.")
+_train = _run_parser("Run a model's training command. A result with weight vectors "
+                     '({"weights": {"w": [...]}}) is stored with --save.')
+_train.add_argument("--save", action="store_true",
+                    help="store the weight vectors of the result as new revisions (needs "
+                    "--allow-edit)")
+_train.add_argument("--new", action="store_true",
+                    help="with --save: a vector the model does not have yet may be created")
+_train.add_argument("--resize", action="store_true",
+                    help="with --save: a vector may change its length")
 
 _stop = parser("End a model's worker processes.")
-_stop.add_argument("model", choices_provider=MerCommands._models)
+_stop.add_argument("model", completer=MerCommands._models)
 add_json(_stop)
 
 _feed = parser("Send each line you type to the model and print each answer, until an empty "
                "line or Ctrl-D: a chat with a loaded worker.")
-_feed.add_argument("model", choices_provider=MerCommands._models)
+_feed.add_argument("model", completer=MerCommands._models)
 _feed.add_argument("--timeout", type=float, help="seconds to wait for each answer")
 add_json(_feed)
 
@@ -56,14 +71,26 @@ _workers = parser("List the live worker processes this shell keeps.")
 add_json(_workers)
 
 
+def _unsaved(record: RunRecord) -> str:
+    """The summary's hint that a training result holds weights that were not stored."""
+    names = weight_svc.result_weights(record.result)
+    if not names:
+        return ""
+    one = len(names) == 1
+    return (f"; {len(names)} weight vector{'' if one else 's'} in the result; rerun with --save "
+            f"to store {'it' if one else 'them'}")
+
+
 class RunCommands(MerCommands):
 
-    def _sink(self, stream: Any) -> Callable[[bytes], None]:
-        """Where a model's output goes, live, as it comes."""
+    def _sink(self, stream: Any, spinner: Spinner | None = None) -> Callable[[bytes], None]:
+        """Where a model's output goes, live, as it comes (the spinner gone first)."""
         buffer = getattr(stream, "buffer", None)
         shell = self.shell
 
         def sink(chunk: bytes) -> None:
+            if spinner is not None:
+                spinner.stop()
             if shell.closed_output:
                 return
             try:
@@ -85,39 +112,85 @@ class RunCommands(MerCommands):
             return run_svc.load_input(data=sys.stdin.read())
         return run_svc.load_input(args.input, args.data)
 
-    def _launch(self, args: argparse.Namespace, kind: RunKind) -> None:
+    def _launch(self, args: argparse.Namespace, kind: RunKind) -> RunRecord:
+        """Run with the output streamed live; a run that did not succeed fails the command."""
         as_json = self.want_json(args)
         shell = self.shell
         try:
             sys.stdout.flush()
         except BrokenPipeError:
             shell.output_closed()
-        sinks = Sinks(stdout=self._sink(sys.stderr if as_json else sys.stdout),
-                      stderr=self._sink(sys.stderr))
-        record, _ = self.call(run_svc.run_model(
-            self.ctx(), args.model, input=self._input(args),
-            params=run_svc.parse_param_overrides(args.param), server=args.server,
-            timeout=args.timeout, kind=kind, sinks=sinks,
-        ))
+        # A person at a terminal sees a spinner until the model prints (never in a
+        # script, nor under --json, whose reader wants only the JSON).
+        spinner = Spinner(sys.stderr) if not as_json and shell.watched(sys.stderr) else None
+        sinks = Sinks(stdout=self._sink(sys.stderr if as_json else sys.stdout, spinner),
+                      stderr=self._sink(sys.stderr, spinner))
+        record: RunRecord
+        with spinner or nullcontext():
+            record, _ = self.call(run_svc.run_model(
+                self.ctx(), args.model, input=self._input(args),
+                params=run_svc.parse_param_overrides(args.param), server=args.server,
+                timeout=args.timeout, kind=kind, sinks=sinks,
+            ))
         if shell.closed_output:
             raise SystemExit(EXIT_OUTPUT_CLOSED)
-        if as_json:
-            self.out(render.dumps(render.run_image(record)))
-        else:
-            sys.stderr.write(render.run_summary(record) + "\n")
-            sys.stderr.flush()
         if str(record.status) != "succeeded":
             shell.failed, shell.exit_code = True, 1
+        return record
+
+    def _report(self, args: argparse.Namespace, record: RunRecord, extra: dict[str, Any] | None = None,
+                tail: str = "") -> None:
+        """The run's JSON object (with ``extra``) on stdout, or its summary line (with
+        ``tail``) on stderr."""
+        if self.want_json(args):
+            self.out(render.dumps({**render.run_image(record), **(extra or {})}))
+        else:
+            sys.stderr.write(render.run_summary(record) + tail + "\n")
+            sys.stderr.flush()
 
     @command(_run, CATEGORY)
     def do_run(self, args: argparse.Namespace) -> None:
         """Run a model."""
-        self._launch(args, RunKind.RUN)
+        self._report(args, self._launch(args, RunKind.RUN))
 
     @command(_train, CATEGORY)
     def do_train(self, args: argparse.Namespace) -> None:
-        """Run a model's training command."""
-        self._launch(args, RunKind.TRAIN)
+        """Run a model's training command; --save stores the weights it returns."""
+        if (args.new or args.resize) and not args.save:
+            raise UsageError("--new and --resize go with --save")
+        if args.save and not self.shell.allow_edit:
+            raise EditNotAllowed()  # before the training runs, not after
+        record = self._launch(args, RunKind.TRAIN)
+        if str(record.status) != "succeeded":
+            self._report(args, record)  # a failed training stores nothing
+        elif not args.save:
+            self._report(args, record, tail=_unsaved(record))
+        elif self.want_json(args):  # one object says it all
+            self._report(args, record, self._save(record, args)[0])
+        else:  # a person reads the summary first, then what was stored (or a question)
+            self._report(args, record)
+            text = self._save(record, args)[1]
+            if text:
+                self.out(text)
+
+    def _save(self, record: RunRecord, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+        """Store the weights a training run returned; a failure fails the command but
+        leaves the run's report whole."""
+        given = {flag for flag, on in (("--new", args.new), ("--resize", args.resize)) if on}
+        try:
+            changes = confirmed(self.shell, lambda flags: self.call(weight_svc.save_trained_weights(
+                self.ctx(), record, new="--new" in flags, resize="--resize" in flags)), given)
+        except MerError as err:
+            self.shell.fail(f"error: {err}", err.exit_code)
+            return {"saved": [], "save_error": str(err)}, ""
+        if changes is None:
+            image, text = DECLINED
+            return {"saved": [], **image}, text
+        for change in changes:
+            w = change.current
+            self.seen.weights.saw(w.model_id, w.name, w.revision)
+        return ({"saved": [change_image(c) for c in changes]},
+                "\n".join(change_text(c) for c in changes))
 
     @command(_stop, CATEGORY)
     def do_stop(self, args: argparse.Namespace) -> None:
@@ -133,7 +206,7 @@ class RunCommands(MerCommands):
         self.emit(args, [{"server": w.server, "model": w.model, "version": w.version,
                           "pid": w.pid, "started_at": w.started_at, "requests": w.requests}
                          for w in workers],
-                  lambda: render.table(["server", "model", "pid", "started", "requests"],
+                  lambda: render.Table(["server", "model", "pid", "started", "requests"],
                                        render.worker_rows(workers)))
 
     @command(_feed, CATEGORY)
@@ -141,6 +214,7 @@ class RunCommands(MerCommands):
         """Chat with a model's worker."""
         shell = self.shell
         interactive = shell.stdin.isatty()
+        watched = not self.want_json(args) and shell.watched(sys.stderr)  # a spinner per answer
         while True:
             try:
                 line = shell.read_input(f"{args.model}> ") if interactive else shell.stdin.readline()
@@ -152,9 +226,10 @@ class RunCommands(MerCommands):
             if not line.strip():
                 break
             record: RunRecord
-            record, _ = self.call(run_svc.run_model(self.ctx(), args.model,
-                                                    input=run_svc.load_input(data=line),
-                                                    timeout=args.timeout))
+            with Spinner(sys.stderr) if watched else nullcontext():
+                record, _ = self.call(run_svc.run_model(self.ctx(), args.model,
+                                                        input=run_svc.load_input(data=line),
+                                                        timeout=args.timeout))
             if str(record.status) != "succeeded":
                 shell.fail(render.run_summary(record), 1)  # as `run` ends a failed run
             elif self.want_json(args):

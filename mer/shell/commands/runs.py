@@ -16,7 +16,7 @@ _noun = parser("The access log: list, show. `runs` lists the newest; `runs ID` s
 _noun.add_subparsers(title="verbs", metavar="VERB", required=True)
 
 _list = parser("List runs, newest first.")
-_list.add_argument("--model", choices_provider=MerCommands._models, help="only this model's runs")
+_list.add_argument("--model", completer=MerCommands._models, help="only this model's runs")
 _list.add_argument("--status", choices=[s.value for s in RunStatus])
 _list.add_argument("--since", help="only runs since: 30m, 2h, 1d or an ISO time")
 _list.add_argument("--limit", type=int, default=20, help="at most N runs (default 20)")
@@ -39,7 +39,7 @@ class RunLogCommands(MerCommands):
         after = since(args.since) if args.since else None
         records = self.call(run_svc.list_runs(self.ctx(), args.model, args.status, after, args.limit))
         self.emit(args, [render.run_image(r) for r in records],
-                  lambda: render.table(render.RUN_HEADERS, render.run_rows(records)))
+                  lambda: render.Table(render.RUN_HEADERS, render.run_rows(records)))
 
     @verb("runs", "show", _show)
     def runs_show(self, args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ from mer.domain import Server, ServerCheck
 from mer.services import servers as server_svc
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command, dispatch, verb
+from mer.shell.confirm import confirm
 from mer.shell.parsing import add_json, parser
 
 __all__ = ["ServerCommands"]
@@ -24,7 +25,7 @@ add_json(_show)
 
 _ping = parser("Check a server: reachable? host key known? latency. Given a model, checks "
                "the model's server.")
-_ping.add_argument("name", choices_provider=MerCommands._servers_and_models, help="SERVER or MODEL")
+_ping.add_argument("name", completer=MerCommands._servers_and_models, help="SERVER or MODEL")
 add_json(_ping)
 
 _add = parser("Register a server.")
@@ -83,7 +84,7 @@ class ServerCommands(MerCommands):
     def server_list(self, args: argparse.Namespace) -> None:
         servers = self.call(server_svc.list_servers(self.ctx()))
         self.seen.servers.update({s.name: s.row_version for s in servers})
-        self.emit(args, [server_svc.server_image(s) for s in servers], lambda: render.table(
+        self.emit(args, [server_svc.server_image(s) for s in servers], lambda: render.Table(
             ["server", "kind", "host", "port", "user", "max runs", "enabled"],
             render.server_rows(servers)))
 
@@ -130,8 +131,8 @@ class ServerCommands(MerCommands):
         expect = args.fingerprint
         if expect is None and not args.yes:
             expect = self.call(server_svc.host_key(self.ctx(), args.name))
-            if not self.shell.confirm(f"{args.name} presents {expect}; trust it?", False,
-                                      "--yes or --fingerprint SHA256:..."):
+            if not confirm(self.shell, f"{args.name} presents {expect}; trust it?", False,
+                           "--yes or --fingerprint SHA256:..."):
                 self.emit(args, {"server": args.name, "trusted": False}, "not trusted")
                 return
         fingerprint = self.call(server_svc.trust_server(self.ctx(), args.name, expect))

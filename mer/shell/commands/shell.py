@@ -38,7 +38,7 @@ class ShellCommands(MerCommands):
         names = [args.name] if args.name else sorted(settables)
         values = {name: settables[name].value for name in names}
         rows = [[name, values[name], strip_style(settables[name].description)] for name in names]
-        self.emit(args, values, lambda: render.table(["setting", "value", "description"], rows))
+        self.emit(args, values, lambda: render.Table(["setting", "value", "description"], rows))
 
     @command(_refresh, "Shell")
     def do_refresh(self, _: argparse.Namespace) -> None:

@@ -6,7 +6,7 @@ key and weight vector) and with what the audit log says an admin removed, so the
 load after this upgrade does not restore those either.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-30
 """
 from __future__ import annotations
@@ -18,9 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0005'
-# NOTE: 0004 (weight revisions' run_id) is being written beside this one; when both
-# land, this revises '0004'.
-down_revision = '0003'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
