@@ -18,13 +18,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from mer.domain import FRAMINGS, MODES, ModelConfig, Server
+from mer.domain import ENGINES, FRAMINGS, MODES, NETWORKS, ModelConfig, Server
 from mer.errors import UsageError
 
-__all__ = ["check_argv", "check_env", "check_params", "check_text", "validate_model",
-           "validate_server"]
+__all__ = ["check_argv", "check_env", "check_input_name", "check_params", "check_text",
+           "validate_model", "validate_server"]
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# An engine's memory size: a number with an optional unit (b, k, m, g).
+MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?[bkmgBKMG]?\Z")
 _BAD_CHARS = (("\0", "a NUL byte"), ("\n", "a newline"), ("\r", "a carriage return"))
 
 
@@ -86,9 +88,10 @@ def validate_model(model: ModelConfig) -> None:
         raise UsageError(f"model name '{model.name}' must be non-empty, without spaces, '@' or '/'")
     if not model.version or any(c.isspace() for c in model.version):
         raise UsageError(f"model version '{model.version}' must be non-empty, without spaces")
-    if not model.command:
+    if not model.command and not model.image:
         raise UsageError("--command must name a program to run")
     check_argv("command", model.command)
+    _validate_container(model)
     check_argv("train_command", model.train_command)
     check_text("workdir", model.workdir)
     check_env(model.env)
@@ -98,6 +101,37 @@ def validate_model(model: ModelConfig) -> None:
         raise UsageError(f"framing '{model.framing}' is not one of {', '.join(FRAMINGS)}")
     if model.timeout is not None and model.timeout <= 0:
         raise UsageError("timeout must be a positive number of seconds")
+
+
+def _validate_container(model: ModelConfig) -> None:
+    """The container fields: only with an image; nothing an engine would take as an option."""
+    if model.image is None:
+        for name in ("cpus", "memory", "network"):
+            if getattr(model, name) is not None:
+                raise UsageError(f"--{name} is for container models; give --image too")
+        return
+    check_text("image", model.image)
+    if not model.image or model.image.startswith("-") or any(c.isspace() for c in model.image):
+        raise UsageError(f"image {model.image!r} must be non-empty, without spaces, not "
+                         f"starting with '-'")
+    if model.cpus is not None and not model.cpus > 0:
+        raise UsageError(f"cpus {model.cpus:g} must be a positive number")
+    if model.memory is not None and not MEMORY.match(model.memory):
+        raise UsageError(f"memory {model.memory!r} is not a size such as 512m or 2g")
+    if model.network is not None and model.network not in NETWORKS:
+        raise UsageError(f"network '{model.network}' is not one of {', '.join(NETWORKS)}")
+    if model.workdir is not None and not model.workdir.startswith("/"):
+        raise UsageError(f"workdir {model.workdir!r} of a container model is a path inside "
+                         f"the container: it must start with '/'")
+
+
+def check_input_name(name: str) -> None:
+    """A name under /data/input (``run --input-file NAME=PATH``): one plain file name."""
+    check_text("--input-file", name)
+    if (not name or name in (".", "..", "request.json") or "/" in name
+            or name.startswith("-")):
+        raise UsageError(f"--input-file name {name!r} must be a plain file name (not "
+                         f"request.json, without '/')")
 
 
 def validate_server(server: Server) -> None:
@@ -112,6 +146,11 @@ def validate_server(server: Server) -> None:
         raise UsageError(f"user {server.user!r} must not start with '-'")
     if server.kind == "ssh" and not server.host:
         raise UsageError("an ssh server needs --host")
+    if server.engine is not None:
+        if server.kind != "container":
+            raise UsageError("--engine is for servers of kind container")
+        if server.engine not in ENGINES:
+            raise UsageError(f"engine '{server.engine}' is not one of {', '.join(ENGINES)}")
     if server.port is not None and not 0 < server.port < 65536:
         raise UsageError(f"port {server.port} is not a TCP port (1-65535)")
     if server.max_runs < 1:

@@ -31,9 +31,9 @@ def test_up_status_down_on_the_embedded_default(tmp_path: Path) -> None:
     again = _run("up", env={**env, "MER_CATALOG": str(ROOT / "examples" / "catalog.toml")})
     assert again.returncode == 0 and "already at head" in again.stdout and "0 added" in again.stdout
     down = _run("down", env=env)  # one step
-    assert down.returncode == 0 and down.stdout.split() == ["reverted", "0003"]
+    assert down.returncode == 0 and down.stdout.split() == ["reverted", "0006"]
     down = _run("down", "--all", env=env)
-    assert down.returncode == 0 and down.stdout.split() == ["reverted", "0002,", "0001"]
+    assert down.returncode == 0 and down.stdout.split() == ["reverted", "0003,", "0002,", "0001"]
 
 
 def test_up_on_postgres(pg_url: str) -> None:
