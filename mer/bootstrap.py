@@ -63,8 +63,11 @@ async def build_runtime(settings: Settings, *, uow: Any = None,
         executors = ExecutorRegistry(
             known_hosts=str(settings.resolved_known_hosts), output_cap=settings.output_cap
         )
+    from mer.services.artifacts import ArtifactStore
+
     ctx = ServiceContext(uow=uow, executors=executors, allow_edit=settings.allow_edit,
-                         run_log=run_log)  # type: ignore[arg-type]
+                         run_log=run_log,  # type: ignore[arg-type]
+                         artifacts=ArtifactStore(settings.artifacts_dir, settings.artifact_cap))
     if run_log is not None:
         await _recover(ctx)
     return Runtime(settings=settings, ctx=ctx, engine=engine)
