@@ -411,16 +411,18 @@ class ContainerExecutor(ProcessExecutor):
         """The engine's client (by its process group) and every container of the mer
         whose mark is ``mark`` (by its owner label), with their scratch directories."""
         host, engine = self._host(server), engine_of(server)
+        code = 3
+        if mark and mark.startswith("MER_OWNER="):
+            # The containers first: a client whose container is gone ends by itself, while
+            # one whose container ignores TERM would hold the kill for the whole grace.
+            script = _REAP.format(engine=shlex.quote(engine),
+                                  token=shlex.quote(mark.partition("=")[2]),
+                                  wait=" -t 0" if engine == "podman" else "")
+            code, _, err = await asyncio.wait_for(host.shell(script), ENGINE_TIMEOUT)
+            if code not in (0, 3):
+                raise ExecutionError(f"removing the containers of a dead mer on {host.where} "
+                                     f"failed: {err.strip() or f'exit status {code}'}")
         killed = await host.kill_group(server, pgid, mark)
-        if not mark or not mark.startswith("MER_OWNER="):
-            return killed
-        script = _REAP.format(engine=shlex.quote(engine),
-                              token=shlex.quote(mark.partition("=")[2]),
-                              wait=" -t 0" if engine == "podman" else "")
-        code, _, err = await asyncio.wait_for(host.shell(script), ENGINE_TIMEOUT)
-        if code not in (0, 3):
-            raise ExecutionError(f"removing the containers of a dead mer on {host.where} failed: "
-                                 f"{err.strip() or f'exit status {code}'}")
         return killed or code == 0
 
     async def check(self, server: Server) -> ServerCheck:
