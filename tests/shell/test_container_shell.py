@@ -53,6 +53,11 @@ def test_a_container_model_from_add_to_artifact(podman_image, shell, tmp_path: P
     assert (out / "copy.txt").read_bytes() == b"one\ntwo\n"
     missing = shell(f"runs artifact {run_id} nope.txt")
     assert missing.err == f"error: run {run_id} has no artifact 'nope.txt'; it has: copy.txt\n"
+    # the container fields are fields like the others
+    assert shell("model set copier network host").exit_code == 0
+    assert "network host)" in shell("model show copier").out
+    assert shell("model set copier memory lots").err == ("error: memory 'lots' is not a size such "
+                                                         "as 512m or 2g\n")
 
 
 def test_a_missing_image_is_one_line_and_a_failed_run(podman_image, shell) -> None:
