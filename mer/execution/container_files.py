@@ -68,13 +68,18 @@ def make_local_scratch(request: RunRequest, files: list[tuple[str, Path]]) -> Pa
     """Create the run's scratch directory on this machine with input/ (request.json and
     the input files, hard-linked when they can be), output/ and log/ (writable by any
     user the image runs as)."""
-    if request.output_dir:
-        parent = Path(request.output_dir).parent
-        parent.mkdir(parents=True, exist_ok=True)
-        root = parent / f".{SCRATCH_PREFIX}{request.run_id}"
-        root.mkdir()
-    else:
-        root = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+    ref = f"{request.model}@{request.version}"
+    try:
+        if request.output_dir:
+            parent = Path(request.output_dir).parent
+            parent.mkdir(parents=True, exist_ok=True)
+            root = parent / f".{SCRATCH_PREFIX}{request.run_id}"
+            root.mkdir()
+        else:
+            root = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+    except OSError as err:
+        raise ExecutionError(f"cannot start {ref}: cannot make its scratch directory: "
+                             f"{err.strerror or err}") from err
     try:
         root.chmod(0o755)
         (root / "input").mkdir(mode=0o755)
@@ -92,8 +97,8 @@ def make_local_scratch(request: RunRequest, files: list[tuple[str, Path]]) -> Pa
             target.chmod(0o644)
     except OSError as err:
         shutil.rmtree(root, ignore_errors=True)
-        raise ExecutionError(f"cannot start {request.model}@{request.version}: preparing "
-                             f"/data/input failed: {err.strerror or err}") from err
+        raise ExecutionError(f"cannot start {ref}: preparing /data/input failed: "
+                             f"{err.strerror or err}") from err
     return root
 
 
