@@ -2,7 +2,7 @@
 engine; a run's artifacts (the files its model left in /data/output)
 
 Revision ID: 0006
-Revises: 0003 (0005 at the merge)
+Revises: 0005
 Create Date: 2026-11-30
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 from alembic import op
 
 revision = '0006'
-down_revision = '0003'  # '0005' at the merge, after 0004 and 0005
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

@@ -33,7 +33,7 @@ def test_up_status_down_on_the_embedded_default(tmp_path: Path) -> None:
     down = _run("down", env=env)  # one step
     assert down.returncode == 0 and down.stdout.split() == ["reverted", "0006"]
     down = _run("down", "--all", env=env)
-    assert down.returncode == 0 and down.stdout.split() == ["reverted", "0003,", "0002,", "0001"]
+    assert down.returncode == 0 and down.stdout.split() == ["reverted", "0005,", "0004,", "0003,", "0002,", "0001"]
 
 
 def test_up_on_postgres(pg_url: str) -> None:
