@@ -8,11 +8,16 @@
     that as a builtin and starts no program at all (0.4 ms less here), while a model is
     always a program that has to be started; the builtin is printed for reference;
 (c) worker: one request round trip through the executor (local and ssh) vs a raw pipe
-    echo (a line to a python process that echoes it back).
+    echo (a line to a python process that echoes it back);
+(d) container: ContainerExecutor running a `true` image (its /data mounts, the request
+    on stdin, a name and labels, the output collected) vs a raw `podman run --rm IMAGE
+    true`, alternated run by run (podman's own time varies a lot on a busy host). The
+    image is built here as the tests build it (tests/fixtures_podman.py).
 Targets: local <= 1.3x raw; ssh <= 1.3x raw paramiko (and >= 2x faster than
-ControlMaster); worker <= 2x raw pipe echo.
+ControlMaster); worker <= 2x raw pipe echo; container <= 1.2x raw podman.
 
-    .venv/bin/python benchmarks/bench_exec.py [--n 200]
+    .venv/bin/python benchmarks/bench_exec.py [--n 200] [--container-n 30]
+        [--only local,ssh,container]
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shlex
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,9 +41,11 @@ import paramiko
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mer.domain import RunRequest, Server  # noqa: E402
+from mer.domain import ContainerSpec, RunRequest, Server  # noqa: E402
+from mer.execution.container import ContainerExecutor  # noqa: E402
 from mer.execution.local import LocalExecutor  # noqa: E402
 from mer.execution.ssh import SshExecutor  # noqa: E402
+from tests.fixtures_podman import CONTAINERS_CONF, IMAGE, _rootfs_tar  # noqa: E402
 from tests.fixtures_sshd import start_sshd  # noqa: E402
 
 PAYLOAD = {"model": "m", "version": "1", "parameters": {}, "weights": {}, "input": {"x": [1, 2]}}
@@ -202,12 +212,73 @@ async def ssh(n: int) -> None:
         sshd.cleanup()
 
 
+async def container(n: int) -> None:
+    root = Path(tempfile.mkdtemp(prefix="mer-bench-podman-"))
+    try:
+        if "CONTAINERS_CONF" not in os.environ:  # runc and cgroupfs, as README says
+            (root / "containers.conf").write_text(CONTAINERS_CONF)
+            os.environ["CONTAINERS_CONF"] = str(root / "containers.conf")
+        with _rootfs_tar(root).open("rb") as fh:
+            subprocess.run(["podman", "import", "-q", "-", IMAGE], stdin=fh, check=True,
+                           capture_output=True)
+
+        async def podman_run(*options: str) -> None:
+            proc = await asyncio.create_subprocess_exec(
+                "podman", "run", "--rm", *options, IMAGE, "true", stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            await proc.communicate()
+            assert proc.returncode == 0
+
+        async def raw() -> None:
+            await podman_run()
+
+        async def raw_none() -> None:  # mer's default network: no network setup
+            await podman_run("--network", "none")
+
+        ex = ContainerExecutor()
+        server = Server(name="box", kind="container")
+
+        async def mer() -> None:
+            req = RunRequest("true", "1", ["true"], PAYLOAD, container=ContainerSpec(IMAGE),
+                             output_dir=str(root / "artifacts" / "run"))
+            r = await ex.run(req, server)
+            assert r.ok, r.error
+
+        kinds = (raw, raw_none, mer)
+        for _ in range(3):
+            for fn in kinds:
+                await fn()
+        times: dict[object, list[float]] = {fn: [] for fn in kinds}
+        for _ in range(n):
+            for fn in kinds:
+                t0 = time.perf_counter()
+                await fn()
+                times[fn].append(time.perf_counter() - t0)
+        await ex.close()
+        raw_t, none_t, mer_t = (statistics.median(times[fn]) for fn in kinds)
+        print(f"(d) container run of a `true` image ({n} each, alternated)")
+        line("raw podman run --rm IMAGE true", raw_t)
+        line("  the same with --network none", none_t, raw_t, None,
+             "(mer's default network: no network to set up)")
+        line("ContainerExecutor.run", mer_t, raw_t, 1.2)
+        line("ContainerExecutor.run vs --network none", mer_t, none_t, 1.2)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=200, help="runs per measurement")
+    parser.add_argument("--container-n", type=int, default=30, help="container runs of each kind")
+    parser.add_argument("--only", default="local,ssh,container", help="parts to run")
     args = parser.parse_args()
-    await local(args.n)
-    await ssh(args.n)
+    parts = set(args.only.split(","))
+    if "local" in parts:
+        await local(args.n)
+    if "ssh" in parts:
+        await ssh(args.n)
+    if "container" in parts:
+        await container(args.container_n)
 
 
 if __name__ == "__main__":

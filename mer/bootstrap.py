@@ -64,7 +64,10 @@ async def build_runtime(settings: Settings, *, uow: Any = None,
             known_hosts=str(settings.resolved_known_hosts), output_cap=settings.output_cap,
             ssh_config=str(settings.resolved_ssh_config),
         )
-    ctx = ServiceContext(uow=uow, executors=executors, allow_edit=settings.allow_edit)
+    from mer.services.artifacts import ArtifactStore
+
+    ctx = ServiceContext(uow=uow, executors=executors, allow_edit=settings.allow_edit,
+                         artifacts=ArtifactStore(settings.artifacts_dir, settings.artifact_cap))
     if run_log is not None:  # else the default, a run log over the (fake) unit of work
         ctx.run_log = run_log
         await _recover(ctx)

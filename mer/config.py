@@ -37,6 +37,9 @@ ENV_KEYS: dict[str, str] = {
     "MER_DB_RETRY": "seconds a run's access-log write is retried on new connections while the "
     "database is unreachable, before its final record goes to the local journal (default 10)",
     "MER_ENV_FILE": "the .env file to read (default ./.env); set it in the environment",
+    "MER_ARTIFACT_CAP": "bytes of a container run's output files (artifacts) kept under "
+    "MER_DATA_DIR/artifacts; files beyond it are listed with size and sha256 only "
+    "(default 256 MiB)",
 }
 
 # The URL schemes a user may write, and the async driver each one is run with.
@@ -71,6 +74,7 @@ class Settings:
     allow_edit: bool = False
     output_cap: int = 1 << 20
     db_retry: float = 10.0
+    artifact_cap: int = 256 << 20
     json: bool = False
     debug: bool = False
 
@@ -82,6 +86,11 @@ class Settings:
     def journal_path(self) -> Path:
         """Final run records that could not reach the database wait here (fsync'd)."""
         return self.resolved_data_dir / "run-journal.jsonl"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Container runs' output files, one directory per run id."""
+        return self.resolved_data_dir / "artifacts"
 
     @property
     def resolved_log_file(self) -> Path:
@@ -200,6 +209,14 @@ def load_settings(
         except ValueError:
             raise ConfigError(
                 f"MER_DB_RETRY={merged['MER_DB_RETRY']!r} is not a number of seconds"
+            ) from None
+
+    if merged.get("MER_ARTIFACT_CAP"):
+        try:
+            values["artifact_cap"] = max(int(merged["MER_ARTIFACT_CAP"]), 0)
+        except ValueError:
+            raise ConfigError(
+                f"MER_ARTIFACT_CAP={merged['MER_ARTIFACT_CAP']!r} is not a number of bytes"
             ) from None
 
     known = {f.name for f in fields(Settings)}

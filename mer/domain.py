@@ -19,9 +19,13 @@ from typing import Any
 from uuid import UUID, uuid4
 
 __all__ = [
+    "Artifact",
     "AuditEntry",
+    "ContainerSpec",
+    "ENGINES",
     "FRAMINGS",
     "MODES",
+    "NETWORKS",
     "ModelConfig",
     "ModelParameters",
     "RunKind",
@@ -42,6 +46,8 @@ __all__ = [
 
 MODES = ("oneshot", "worker")
 FRAMINGS = ("jsonl", "mer")
+ENGINES = ("podman", "docker")  # container engines (servers of kind `container`)
+NETWORKS = ("none", "host")  # a container model's network; `none` unless set
 
 
 def utcnow() -> datetime:
@@ -83,6 +89,8 @@ class Server:
     # A known_hosts file for this server; None means the settings' default.
     known_hosts: str | None = None
     max_runs: int = 4
+    # kind `container`: the engine's CLI (one of ENGINES); None means podman.
+    engine: str | None = None
     enabled: bool = True
     id: UUID = field(default_factory=uuid4)
     row_version: int = 1
@@ -106,6 +114,13 @@ class ModelConfig:
     timeout: float | None = None  # seconds; None means no limit
     description: str = ""
     enabled: bool = True
+    # A container model (a server of kind `container`): the image it runs, its limits
+    # and its network (one of NETWORKS; None means none). ``command`` may then be empty:
+    # the image's own entrypoint runs.
+    image: str | None = None
+    cpus: float | None = None
+    memory: str | None = None  # as the engine takes it: 512m, 2g
+    network: str | None = None
     id: UUID = field(default_factory=uuid4)
     # Optimistic locking: an update carries the row_version it read and fails on mismatch.
     row_version: int = 1
@@ -183,6 +198,31 @@ class WeightRevision:
             self.length = len(self.values)
 
 
+@dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """How a container model runs: its image, limits and network."""
+
+    image: str
+    cpus: float | None = None
+    memory: str | None = None
+    network: str = "none"
+
+
+@dataclass(slots=True)
+class Artifact:
+    """A file a container model left in /data/output: its name there (a relative path),
+    size and sha256. ``kept``: stored under mer's data dir (False: it did not fit the
+    per-run cap, MER_ARTIFACT_CAP; only its size and digest are recorded)."""
+
+    name: str
+    size: int
+    sha256: str
+    kept: bool = True
+
+    def image(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "sha256": self.sha256, "kept": self.kept}
+
+
 @dataclass(slots=True)
 class RunRequest:
     """What an executor needs to run a model once; built by the services."""
@@ -198,11 +238,19 @@ class RunRequest:
     env: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None
     run_id: UUID = field(default_factory=uuid4)
+    # Container runs only: the image and its limits, the files to put into /data/input
+    # (name -> a path on mer's machine), the local directory that receives the files of
+    # /data/output (None: only listed, not kept) and how many bytes of them to keep.
+    container: ContainerSpec | None = None
+    input_files: Mapping[str, str] = field(default_factory=dict)
+    output_dir: str | None = None
+    artifact_cap: int = 256 << 20
 
     @property
     def worker_key(self) -> tuple[str, str, tuple[str, ...]]:
-        """Workers are shared by model, version and the exact command line."""
-        return (self.model, self.version, tuple(self.command))
+        """Workers are shared by model, version and the exact command line (and image)."""
+        image = (f"image={self.container.image}",) if self.container is not None else ()
+        return (self.model, self.version, tuple(self.command) + image)
 
 
 class JsonText(str):
@@ -235,6 +283,7 @@ class RunResult:
     stderr: str = ""
     result: Any = None  # the model's parsed JSON result, if it printed one
     error: str | None = None
+    artifacts: list[Artifact] = field(default_factory=list)  # container runs' output files
 
     @property
     def ok(self) -> bool:
@@ -262,6 +311,7 @@ class RunRecord:
     stderr: str = ""
     result: Any = None
     error: str | None = None
+    artifacts: list[Artifact] = field(default_factory=list)
     id: UUID = field(default_factory=uuid4)
     # Who runs it while it runs (mer/services/ownership.py): a row whose owner is gone is
     # finished `lost` and the model's process group (on its server) killed.

@@ -18,13 +18,15 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mer.domain import FRAMINGS, MODES, ModelConfig, Server
+from mer.domain import ENGINES, FRAMINGS, MODES, NETWORKS, ModelConfig, Server
 from mer.errors import UsageError
 
-__all__ = ["InvalidField", "check_argv", "check_env", "check_params", "check_text",
+__all__ = ["InvalidField", "check_argv", "check_env", "check_input_name", "check_params", "check_text",
            "validate_model", "validate_server"]
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# An engine's memory size: a number with an optional unit (b, k, m, g).
+MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?[bkmgBKMG]?\Z")
 _BAD_CHARS = (("\0", "a NUL byte"), ("\n", "a newline"), ("\r", "a carriage return"))
 
 
@@ -97,9 +99,10 @@ def validate_model(model: ModelConfig) -> None:
     if not model.version or any(c.isspace() for c in model.version):
         raise InvalidField("version", f"model version '{model.version}' must be non-empty, "
                            "without spaces")
-    if not model.command:
+    if not model.command and not model.image:
         raise InvalidField("command", "--command must name a program to run")
     check_argv("command", model.command)
+    _validate_container(model)
     check_argv("train_command", model.train_command)
     check_text("workdir", model.workdir)
     check_env(model.env)
@@ -109,6 +112,37 @@ def validate_model(model: ModelConfig) -> None:
         raise InvalidField("framing", f"framing '{model.framing}' is not one of {', '.join(FRAMINGS)}")
     if model.timeout is not None and model.timeout <= 0:
         raise InvalidField("timeout", "timeout must be a positive number of seconds")
+
+
+def _validate_container(model: ModelConfig) -> None:
+    """The container fields: only with an image; nothing an engine would take as an option."""
+    if model.image is None:
+        for name in ("cpus", "memory", "network"):
+            if getattr(model, name) is not None:
+                raise InvalidField(name, f"--{name} is for container models; give --image too")
+        return
+    check_text("image", model.image)
+    if not model.image or model.image.startswith("-") or any(c.isspace() for c in model.image):
+        raise InvalidField("image", f"image {model.image!r} must be non-empty, without spaces, not "
+                         f"starting with '-'")
+    if model.cpus is not None and not model.cpus > 0:
+        raise InvalidField("cpus", f"cpus {model.cpus:g} must be a positive number")
+    if model.memory is not None and not MEMORY.match(model.memory):
+        raise InvalidField("memory", f"memory {model.memory!r} is not a size such as 512m or 2g")
+    if model.network is not None and model.network not in NETWORKS:
+        raise InvalidField("network", f"network '{model.network}' is not one of {', '.join(NETWORKS)}")
+    if model.workdir is not None and not model.workdir.startswith("/"):
+        raise InvalidField("workdir", f"workdir {model.workdir!r} of a container model is a path inside "
+                         f"the container: it must start with '/'")
+
+
+def check_input_name(name: str) -> None:
+    """A name under /data/input (``run --input-file NAME=PATH``): one plain file name."""
+    check_text("--input-file", name)
+    if (not name or name in (".", "..", "request.json") or "/" in name
+            or name.startswith("-")):
+        raise InvalidField("--input-file", f"--input-file name {name!r} must be a plain file name (not "
+                         f"request.json, without '/')")
 
 
 def validate_server(server: Server, kinds: Iterable[str] | None = None) -> None:
@@ -126,6 +160,11 @@ def validate_server(server: Server, kinds: Iterable[str] | None = None) -> None:
         raise InvalidField("user", f"user {server.user!r} must not start with '-'")
     if server.kind == "ssh" and not server.host:
         raise InvalidField("host", "an ssh server needs --host")
+    if server.engine is not None:
+        if server.kind != "container":
+            raise InvalidField("engine", "--engine is for servers of kind container")
+        if server.engine not in ENGINES:
+            raise InvalidField("engine", f"engine '{server.engine}' is not one of {', '.join(ENGINES)}")
     if server.port is not None and not 0 < server.port < 65536:
         raise InvalidField("port", f"port {server.port} is not a TCP port (1-65535)")
     if server.max_runs < 1:

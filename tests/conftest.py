@@ -1,5 +1,6 @@
-"""Shared test setup. Fixtures for the real PostgreSQL server and a real sshd live in
-tests/fixtures_pg.py and tests/fixtures_sshd.py and are loaded here as plugins."""
+"""Shared test setup. Fixtures for the real PostgreSQL server, a real sshd and real
+podman live in tests/fixtures_pg.py, tests/fixtures_sshd.py and tests/fixtures_podman.py
+and are loaded here as plugins."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 
 import pytest
 
-pytest_plugins = ("tests.fixtures_pg", "tests.fixtures_sshd")
+pytest_plugins = ("tests.fixtures_pg", "tests.fixtures_sshd", "tests.fixtures_podman")
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -22,6 +22,9 @@ What a load adds is written to the audit log as actor ``catalog:<os user>``.
     server = "local"
     command = ["python3", "${CATALOG_DIR}/models/linear.py"]
     mode = "oneshot"                     # or "worker"; framing = "jsonl" | "mer"
+                                         # a container model (server kind "container",
+                                         # engine "podman" | "docker"): image, cpus,
+                                         # memory, network; command optional
     [models.parameters]
     bias = 0.5
     [models.weights]
@@ -53,12 +56,14 @@ ACTOR = "catalog"
 _SERVER_FIELDS: dict[str, tuple[type, ...]] = {
     "name": (str,), "kind": (str,), "host": (str,), "port": (int,), "user": (str,),
     "identity_file": (str,), "known_hosts": (str,), "max_runs": (int,), "enabled": (bool,),
+    "engine": (str,),
 }
 _MODEL_FIELDS: dict[str, tuple[type, ...]] = {
     "name": (str,), "version": (str, int), "server": (str,), "command": (list,),
     "train_command": (list,), "mode": (str,), "framing": (str,), "workdir": (str,),
     "env": (dict,), "timeout": (int, float), "description": (str,), "enabled": (bool,),
-    "parameters": (dict,), "weights": (dict,),
+    "parameters": (dict,), "weights": (dict,), "image": (str,), "cpus": (int, float),
+    "memory": (str,), "network": (str,),
 }
 
 
@@ -186,9 +191,14 @@ def _parse(data: dict[str, Any], catalog_dir: str, kinds: Iterable[str] | None,
             raise ValueError(f"{where}: model '{ref}' is listed twice")
         seen.add((entry["name"], entry["version"]))
         for key in ("server", "command"):
-            if key not in entry:
+            if key not in entry and not (key == "command" and "image" in entry):
                 raise ValueError(f"{where}: {key} is required")
-        entry["command"] = _argv(where, "command", entry["command"], catalog_dir)
+        if "command" in entry or "image" not in entry:
+            entry["command"] = _argv(where, "command", entry["command"], catalog_dir)
+        else:
+            entry["command"] = []  # a container model: its image's entrypoint runs
+        if "cpus" in entry:
+            entry["cpus"] = float(entry["cpus"])
         if "train_command" in entry:
             entry["train_command"] = _argv(where, "train_command", entry["train_command"], catalog_dir)
         if "workdir" in entry:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 from uuid import UUID
 
-from mer.domain import RunKind, RunRecord, RunStatus
+from mer.domain import Artifact, RunKind, RunRecord, RunStatus
 
 __all__ = ["RunJournal", "record_from_json", "record_to_json"]
 
@@ -39,6 +39,8 @@ def record_to_json(record: RunRecord) -> str:
             value = value.isoformat()
         elif isinstance(value, UUID):
             value = str(value)
+        elif f.name == "artifacts":
+            value = [a.image() for a in value]
         out[f.name] = value
     # NOTE: surrogates (a model's result may hold them) survive a JSON round trip as
     # escapes; the run log makes them storable when the record is written.
@@ -54,6 +56,7 @@ def record_from_json(line: str) -> RunRecord:
     if data.get("model_id") is not None:
         data["model_id"] = UUID(data["model_id"])
     data["status"], data["kind"] = RunStatus(data["status"]), RunKind(data["kind"])
+    data["artifacts"] = [Artifact(**a) for a in data.get("artifacts") or ()]
     return RunRecord(**data)
 
 

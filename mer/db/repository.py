@@ -91,7 +91,7 @@ class SqlServerRepository(_Repo):
         return Server(
             name=row.name, kind=row.kind, host=row.host, port=row.port, user=row.user,
             identity_file=row.identity_file, known_hosts=row.known_hosts,
-            max_runs=row.max_runs, enabled=row.enabled, id=row.id,
+            max_runs=row.max_runs, enabled=row.enabled, engine=row.engine, id=row.id,
             row_version=row.row_version, created_at=_aware(row.created_at),
             updated_at=_aware(row.updated_at),
         )
@@ -101,7 +101,7 @@ class SqlServerRepository(_Repo):
         return dict(
             name=s.name, kind=s.kind, host=s.host, port=s.port, user=s.user,
             identity_file=s.identity_file, known_hosts=s.known_hosts, max_runs=s.max_runs,
-            enabled=s.enabled,
+            enabled=s.enabled, engine=s.engine,
         )
 
     async def list(self) -> list[Server]:
@@ -171,7 +171,8 @@ class SqlModelRepository(_Repo):
             name=row.name, version=row.version, server=server, command=list(row.command),
             train_command=list(row.train_command) if row.train_command else None,
             mode=row.mode, framing=row.framing, workdir=row.workdir, env=dict(row.env or {}),
-            timeout=row.timeout, description=row.description, enabled=row.enabled, id=row.id,
+            timeout=row.timeout, description=row.description, enabled=row.enabled,
+            image=row.image, cpus=row.cpus, memory=row.memory, network=row.network, id=row.id,
             row_version=row.row_version, created_at=_aware(row.created_at),
             updated_at=_aware(row.updated_at),
         )
@@ -189,6 +190,7 @@ class SqlModelRepository(_Repo):
             command=list(m.command), train_command=list(m.train_command) if m.train_command else None,
             mode=m.mode, framing=m.framing, workdir=m.workdir, env=dict(m.env),
             timeout=m.timeout, description=m.description, enabled=m.enabled,
+            image=m.image, cpus=m.cpus, memory=m.memory, network=m.network,
         )
 
     async def list(self, server: str | None = None) -> list[ModelConfig]:

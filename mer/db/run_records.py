@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from mer.db.engine import map_errors
 from mer.db.orm import RunRow
 from mer.db.repository import _aware, _matched
-from mer.domain import RunKind, RunRecord, RunStatus
+from mer.domain import Artifact, RunKind, RunRecord, RunStatus
 from mer.errors import UsageError
 
 __all__ = ["RUN_CLAIM", "RUN_FINISH", "RUN_INSERT", "SqlRunRepository", "replay_record", "row_exists",
@@ -63,7 +63,8 @@ _STILL_RUNNING = _RUNS.c.status == literal_column(f"'{RunStatus.RUNNING}'")
 # building ORM-enabled statements per call cost more than the database work itself.
 RUN_INSERT = insert(_RUNS)
 _FINISHED = ("model_id", "version", "server", "weight_revisions", "status", "exit_code",
-             "finished_at", "bytes_in", "bytes_out", "stdout", "stderr", "result", "error")
+             "finished_at", "bytes_in", "bytes_out", "stdout", "stderr", "result", "error",
+             "artifacts")
 RUN_FINISH = (
     update(_RUNS)
     .where(_RUNS.c.id == bindparam("run_id"), _STILL_RUNNING)
@@ -91,6 +92,7 @@ class SqlRunRepository:
             bytes_in=r.bytes_in, bytes_out=r.bytes_out, stdout=storable(r.stdout),
             stderr=storable(r.stderr), result=storable_json(r.result), error=storable(r.error),
             weight_revisions=dict(r.weight_revisions),
+            artifacts=[storable_json(a.image()) for a in r.artifacts] or None,
         )
 
     @classmethod
@@ -134,6 +136,7 @@ class SqlRunRepository:
             stderr=storable(row.stderr) or "", result=storable_json(row.result),
             error=storable(row.error), owner_host=row.owner_host, owner_pid=row.owner_pid,
             owner_start=row.owner_start, process_group=row.process_group,
+            artifacts=[Artifact(**a) for a in row.artifacts or ()],
         )
 
     async def get(self, run_id: UUID | str) -> RunRecord | None:

@@ -1,5 +1,5 @@
-"""Maps a server kind to its executor. `local` and `ssh` are built in (imported on first
-use, so paramiko loads only when an ssh server is used); other packages add kinds
+"""Maps a server kind to its executor. `local`, `ssh` and `container` are built in
+(imported on first use, so paramiko loads only when an ssh server is used); other packages add kinds
 through the `mer.executors` entry-point group, each entry a factory
 ``factory(*, known_hosts=None, output_cap=...) -> Executor``; a factory that also takes
 ``ssh_config=`` (as the ssh executor does) gets the OpenSSH client config file.
@@ -18,7 +18,8 @@ from mer.execution.interface import Executor, ExecutorFactory
 __all__ = ["ENTRY_POINT_GROUP", "ExecutorRegistry"]
 
 ENTRY_POINT_GROUP = "mer.executors"
-_BUILTIN = {"local": "mer.execution.local:LocalExecutor", "ssh": "mer.execution.ssh:SshExecutor"}
+_BUILTIN = {"local": "mer.execution.local:LocalExecutor", "ssh": "mer.execution.ssh:SshExecutor",
+            "container": "mer.execution.container:ContainerExecutor"}
 
 
 def _accepts(factory: ExecutorFactory, name: str) -> bool:

@@ -33,9 +33,9 @@ from mer.services.weights import set_weights
 __all__ = ["SyncPlan", "SyncStep", "apply_sync", "plan_sync"]
 
 _SERVER_FIELDS = ("kind", "host", "port", "user", "identity_file", "known_hosts", "max_runs",
-                  "enabled")
+                  "enabled", "engine")
 _MODEL_FIELDS = ("server", "command", "train_command", "mode", "framing", "workdir", "env",
-                 "timeout", "description", "enabled")
+                 "timeout", "description", "enabled", "image", "cpus", "memory", "network")
 
 Apply = Callable[[ServiceContext], Awaitable[Any]]
 

@@ -8,12 +8,15 @@ import asyncio
 import getpass
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mer.db.interfaces import RunLog, UnitOfWorkFactory
 from mer.domain import JsonText, RunRecord, RunTarget, WeightRevision, WorkerInfo
 from mer.errors import EditNotAllowed
 from mer.execution.interface import Executor
+
+if TYPE_CHECKING:
+    from mer.services.artifacts import ArtifactStore
 
 __all__ = ["CachedPlan", "ExecutorSource", "RunPlan", "RunPlanCache", "ServiceContext", "UowRunLog",
            "require_edit"]
@@ -120,6 +123,8 @@ class ServiceContext:
     actor: str = field(default_factory=getpass.getuser)
     run_log: RunLog = None  # type: ignore[assignment]  # None: a UowRunLog over uow
     run_plans: RunPlanCache = field(default_factory=RunPlanCache)
+    # Where container runs' artifacts are kept; None: listed in the record, not kept.
+    artifacts: ArtifactStore | None = None
     # One semaphore per server bounds concurrent runs to the server's max_runs (a new one
     # when an admin changes max_runs).
     _slots: dict[tuple[str, int], asyncio.Semaphore] = field(default_factory=dict)

@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 EDITABLE_FIELDS = ("command", "train_command", "mode", "framing", "workdir", "timeout",
-                   "description", "server", "env", "enabled")
+                   "description", "server", "env", "enabled", "image", "cpus", "memory",
+                   "network")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,8 @@ def model_image(m: ModelConfig) -> dict[str, Any]:
         "id": str(m.id), "name": m.name, "version": m.version, "server": m.server,
         "command": m.command, "train_command": m.train_command, "mode": m.mode,
         "framing": m.framing, "workdir": m.workdir, "env": m.env, "timeout": m.timeout,
-        "description": m.description, "enabled": m.enabled, "row_version": m.row_version,
+        "description": m.description, "enabled": m.enabled, "image": m.image, "cpus": m.cpus,
+        "memory": m.memory, "network": m.network, "row_version": m.row_version,
     }
 
 
@@ -184,8 +186,8 @@ def parse_field_value(field: str, value: str) -> Any:
             argv = shlex.split(value)
         except ValueError as err:
             raise UsageError(f"{field}: {err}") from err
-        if field == "command" and not argv:
-            raise UsageError("command must name a program to run")
+        if field == "command":
+            return argv  # empty: a container model runs its image's entrypoint
         return argv or None
     if field == "timeout":
         if value.lower() in ("none", "off", "0"):
@@ -206,8 +208,17 @@ def parse_field_value(field: str, value: str) -> Any:
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise UsageError('env must be a JSON object of strings, e.g. {"OMP_NUM_THREADS": "4"}')
         return env
-    if field == "workdir":
+    if field in ("workdir", "network"):
         return value or None
+    if field in ("image", "memory"):
+        return None if value.lower() in ("", "-", "none") else value
+    if field == "cpus":
+        if value.lower() in ("", "-", "none"):
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            raise UsageError(f"cpus '{value}' is not a number") from None
     return value
 
 

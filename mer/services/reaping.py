@@ -41,6 +41,8 @@ async def reap_lost_runs(ctx: ServiceContext) -> list[RunRecord]:
             if await uow.runs.finish(record):  # unless its own mer's journal was replayed
                 await uow.commit()
                 reaped.append(record)
+        if ctx.artifacts is not None:  # a container run's scratch files
+            await asyncio.to_thread(ctx.artifacts.forget_scratch, record.id)
     return reaped
 
 

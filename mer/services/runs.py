@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mer.domain import (
+    ContainerSpec,
     JsonText,
     ModelConfig,
     RunKind,
@@ -45,10 +46,10 @@ from mer.execution.interface import Sinks
 from mer.services.context import RunPlan, ServiceContext
 from mer.services.models import find_model, parse_param_value
 from mer.services.ownership import this_owner
-from mer.validation import check_argv, check_env, check_params, check_text
+from mer.validation import check_argv, check_env, check_input_name, check_params, check_text
 
-__all__ = ["get_run", "list_runs", "list_workers", "load_input", "parse_param_overrides",
-           "run_model", "stop_model"]
+__all__ = ["get_run", "list_runs", "list_workers", "load_input", "parse_input_files",
+           "parse_param_overrides", "run_model", "stop_model"]
 
 
 CLAIM_AFTER = 0.05  # seconds a model runs before its row records its process group
@@ -87,6 +88,27 @@ def parse_param_overrides(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def parse_input_files(pairs: list[str] | None) -> dict[str, str]:
+    """``--input-file NAME=PATH`` pairs: NAME a plain file name under /data/input."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, path = pair.partition("=")
+        if not sep or not path:
+            raise UsageError(f"--input-file '{pair}' is not NAME=PATH")
+        check_input_name(name)
+        if name in out:
+            raise UsageError(f"--input-file names '{name}' twice")
+        out[name] = path
+    return out
+
+
+def _container(model: ModelConfig) -> ContainerSpec | None:
+    if model.image is None:
+        return None
+    return ContainerSpec(image=model.image, cpus=model.cpus, memory=model.memory,
+                         network=model.network or "none")
+
+
 async def run_model(
     ctx: ServiceContext,
     ref: str,
@@ -97,10 +119,12 @@ async def run_model(
     timeout: float | None = None,
     kind: RunKind = RunKind.RUN,
     sinks: Sinks | None = None,
+    input_files: dict[str, str] | None = None,
 ) -> tuple[RunRecord, RunResult | None]:
     """Run (or train) a model once and record it. Returns the completed record and the
-    executor's result. Raises MerError when the model cannot be run at all (the record
-    then says failed, with the error)."""
+    executor's result. ``input_files`` (name -> path) go into a container model's
+    /data/input. Raises MerError when the model cannot be run at all (the record then
+    says failed, with the error)."""
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds")
     check_params(params or {})
@@ -145,6 +169,9 @@ async def run_model(
         mode=model.mode if kind is RunKind.RUN else "oneshot", framing=model.framing,
         workdir=model.workdir, env={**model.env, "MER_OWNER": owner.token},
         timeout=timeout or model.timeout, run_id=record.id,
+        container=_container(model), input_files=dict(input_files or {}),
+        output_dir=str(ctx.artifacts.run_dir(record.id)) if ctx.artifacts else None,
+        artifact_cap=ctx.artifacts.cap if ctx.artifacts else 0,
     )
     result: RunResult | None = None
     claims: list[asyncio.Future[None] | asyncio.TimerHandle] = []
@@ -164,6 +191,12 @@ async def run_model(
 
     failed = True
     try:
+        if input_files and request.container is None:
+            raise UsageError(f"--input-file is for container models; '{model.ref}' has no image")
+        if request.container is not None and srv.kind in ("local", "ssh"):
+            raise UsageError(f"model '{model.ref}' runs image {model.image}, but server "
+                             f"'{srv.name}' is of kind {srv.kind}; give it a server of kind "
+                             f"container (`server add NAME --kind container`)")
         async with ctx.slots(srv.name, srv.max_runs):
             result = await ctx.executors.get(srv.kind).run(
                 request, srv, replace(sinks or Sinks(), spawned=spawned))
@@ -209,6 +242,7 @@ def _complete(record: RunRecord, result: RunResult) -> None:
     record.bytes_in, record.bytes_out = result.bytes_in, result.bytes_out
     record.stdout, record.stderr = result.stdout, result.stderr
     record.result, record.error = result.result, result.error
+    record.artifacts = list(result.artifacts)
 
 
 def _command(plan: RunPlan, kind: RunKind) -> list[str]:

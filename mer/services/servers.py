@@ -29,7 +29,7 @@ def server_image(s: Server) -> dict[str, Any]:
     return {
         "id": str(s.id), "name": s.name, "kind": s.kind, "host": s.host, "port": s.port,
         "user": s.user, "identity_file": s.identity_file, "known_hosts": s.known_hosts,
-        "max_runs": s.max_runs, "enabled": s.enabled,
+        "max_runs": s.max_runs, "enabled": s.enabled, "engine": s.engine,
     }
 
 
@@ -59,7 +59,8 @@ async def add_server(ctx: ServiceContext, server: Server) -> Server:
 
 # `server set NAME FIELD VALUE`: the field as users type it -> the Server attribute.
 SERVER_FIELDS = {"host": "host", "port": "port", "user": "user", "identity": "identity_file",
-                 "known-hosts": "known_hosts", "max-runs": "max_runs", "enabled": "enabled"}
+                 "known-hosts": "known_hosts", "max-runs": "max_runs", "enabled": "enabled",
+                 "engine": "engine"}
 _NONE = ("", "-", "none")
 
 

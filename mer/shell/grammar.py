@@ -26,7 +26,7 @@ NOUNS: dict[str, Noun] = {
     "param": Noun(("show", "set", "unset"), None, "show"),
     "weights": Noun(("show", "history", "set", "rollback", "remove"), None, "show", names=2),
     "server": Noun(("list", "show", "add", "set", "remove", "trust", "ping"), "list", "show"),
-    "runs": Noun(("list", "show"), "list", "show"),
+    "runs": Noun(("list", "show", "artifact"), "list", "show"),
 }
 
 # Whole-command shorthands: today's spellings and the names the original Rust MER used.

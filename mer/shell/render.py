@@ -114,6 +114,7 @@ def run_image(r: RunRecord, full: bool = False) -> dict[str, Any]:
         "duration_ms": None if r.duration_ms is None else round(r.duration_ms, 3),
         "os_user": r.os_user, "weight_revisions": r.weight_revisions,
         "bytes_in": r.bytes_in, "bytes_out": r.bytes_out, "result": r.result, "error": r.error,
+        "artifacts": [a.image() for a in r.artifacts],
     }
     if full:
         image["stdout"], image["stderr"] = r.stdout, r.stderr
@@ -161,6 +162,11 @@ def run_text(r: RunRecord) -> str:
         else:
             shown = str(value)
         lines.append(f"{key + ':':18}{shown}")
+    if r.artifacts:
+        lines.append("artifacts:")
+        rows = [[a.name, a.size, a.sha256, "yes" if a.kept else "no (over MER_ARTIFACT_CAP)"]
+                for a in r.artifacts]
+        lines += ["  " + line for line in table(["name", "size", "sha256", "kept"], rows).splitlines()]
     lines.append("--- stdout ---\n" + (r.stdout or "") + "--- stderr ---\n" + (r.stderr or ""))
     return "\n".join(lines)
 

@@ -109,8 +109,8 @@ def test_an_error_outside_a_command_is_one_line_too(shell_with, tmp_path: Path) 
     ("run", "error: run: the following arguments are required: model (see `help run`)"),
     ("runs --limit x", "error: runs list: argument --limit: invalid int value: 'x' (see "
                        "`help runs list`)"),
-    ("model add m", "error: model add: the following arguments are required: --server, "
-                    "--command (see `help model add`)"),
+    ("model add m", "error: model add: the following arguments are required: --server "
+                    "(see `help model add`)"),
     ("param m frob k", "error: param: argument VERB: invalid choice: 'm' (choose from "
                        "'set', 'show', 'unset') (see `help param`)"),
     ("alias create", "error: alias create: the following arguments are required: name, "

@@ -7,7 +7,7 @@ import shlex
 
 import cmd2
 
-from mer.domain import ModelConfig, ModelParameters, parse_model_ref
+from mer.domain import NETWORKS, ModelConfig, ModelParameters, parse_model_ref
 from mer.errors import UsageError
 from mer.services import audit as audit_svc
 from mer.services import models as model_svc
@@ -45,13 +45,18 @@ add_json(_show)
 _add = parser("Register a model.")
 _add.add_argument("model", help="NAME or NAME@VERSION")
 _add.add_argument("--server", required=True, choices_provider=MerCommands._servers)
-_add.add_argument("--command", required=True, help='the argv, split like a POSIX shell: "python3 m.py"')
+_add.add_argument("--command", help='the argv, split like a POSIX shell: "python3 m.py" '
+                  "(required, except for an --image model: its entrypoint then runs)")
 _add.add_argument("--mode", choices=["oneshot", "worker"], default="oneshot")
 _add.add_argument("--framing", choices=["jsonl", "mer"], default="jsonl")
 _add.add_argument("--workdir", completer=cmd2.Cmd.path_complete)
 _add.add_argument("--timeout", type=float)
 _add.add_argument("--train-command", help="the training argv")
 _add.add_argument("--description", default="")
+_add.add_argument("--image", help="a container model (server of kind container): the image")
+_add.add_argument("--cpus", type=float, help="container: CPUs it may use")
+_add.add_argument("--memory", help="container: memory it may use, e.g. 512m or 2g")
+_add.add_argument("--network", choices=NETWORKS, help="container: its network (default none)")
 add_json(_add)
 
 _set = parser("Set a field of a model: `model set MODEL FIELD VALUE...` (the rest of the "
@@ -101,6 +106,8 @@ def _show_lines(view: model_svc.ModelView) -> str:
         f"  timeout:      {f'{m.timeout:g} s' if m.timeout else 'none'}",
         f"  env:          {render.dumps(m.env) if m.env else '-'}",
         f"  description:  {m.description or '-'}",
+        *([f"  image:        {m.image} (cpus {'-' if m.cpus is None else f'{m.cpus:g}'}, "
+           f"memory {m.memory or '-'}, network {m.network or 'none'})"] if m.image else []),
         f"  row version:  {m.row_version} (updated {render.when(m.updated_at)})",
         f"  parameters:   {render.dumps(view.parameters) if view.parameters else '-'}",
     ]
@@ -159,14 +166,15 @@ class ModelCommands(MerCommands):
     def model_add(self, args: argparse.Namespace) -> None:
         name, version = parse_model_ref(args.model)
         try:
-            argv = shlex.split(args.command)
+            argv = shlex.split(args.command) if args.command is not None else []
             train = shlex.split(args.train_command) if args.train_command else None
         except ValueError as err:
             raise UsageError(f"--command: {err}") from None
         model = ModelConfig(name=name, version=version or "1", server=args.server,
                             command=argv, train_command=train, mode=args.mode,
                             framing=args.framing, workdir=args.workdir, timeout=args.timeout,
-                            description=args.description)
+                            description=args.description, image=args.image, cpus=args.cpus,
+                            memory=args.memory, network=args.network)
         stored = self.call(model_svc.add_model(self.ctx(), model))
         self.seen.models[stored.ref] = stored.row_version
         self.emit(args, model_svc.model_image(stored), f"added {stored.ref}")

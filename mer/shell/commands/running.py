@@ -40,6 +40,8 @@ def _run_parser(description: str) -> cmd2.Cmd2ArgumentParser:
     src.add_argument("--data", help="the input: JSON when it parses, else the text")
     p.add_argument("--param", action="append", metavar="K=V",
                    help="override a parameter for this run (V parsed as JSON when it is)")
+    p.add_argument("--input-file", action="append", metavar="NAME=PATH",
+                   help="container models: put the file PATH into /data/input as NAME")
     p.add_argument("--server", choices_provider=MerCommands._servers, help="run on this server")
     p.add_argument("--timeout", type=float, help="seconds before the run is killed")
     add_json(p)
@@ -131,6 +133,7 @@ class RunCommands(MerCommands):
                 self.ctx(), args.model, input=self._input(args),
                 params=run_svc.parse_param_overrides(args.param), server=args.server,
                 timeout=args.timeout, kind=kind, sinks=sinks,
+                input_files=run_svc.parse_input_files(args.input_file),
             ))
         if shell.closed_output:
             raise SystemExit(EXIT_OUTPUT_CLOSED)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mer.domain import Server, ServerCheck
+from mer.domain import ENGINES, Server, ServerCheck
 from mer.services import servers as server_svc
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command, dispatch, verb
@@ -30,7 +30,10 @@ add_json(_ping)
 
 _add = parser("Register a server.")
 _add.add_argument("name")
-_add.add_argument("--kind", required=True, help="local, ssh or a plugin's kind")
+_add.add_argument("--kind", required=True, help="local, ssh, container or a plugin's kind")
+_add.add_argument("--engine", choices=ENGINES,
+                  help="kind container: the engine's CLI (default podman); with --host it runs "
+                  "there, over SSH")
 _add.add_argument("--host")
 _add.add_argument("--port", type=int)
 _add.add_argument("--user")
@@ -40,7 +43,7 @@ _add.add_argument("--max-runs", type=int, default=4)
 add_json(_add)
 
 _set = parser("Change a field of a server: `server set NAME FIELD VALUE` (FIELD: host, port, "
-              "user, identity, known-hosts, max-runs, enabled; `-` clears one).")
+              "user, identity, known-hosts, max-runs, enabled, engine; `-` clears one).")
 _set.add_argument("name", choices_provider=MerCommands._servers)
 _set.add_argument("field", choices=list(server_svc.SERVER_FIELDS))
 _set.add_argument("value")
@@ -108,7 +111,8 @@ class ServerCommands(MerCommands):
     def server_add(self, args: argparse.Namespace) -> None:
         server = Server(name=args.name, kind=args.kind, host=args.host, port=args.port,
                         user=args.user, identity_file=args.identity,
-                        known_hosts=args.known_hosts, max_runs=args.max_runs)
+                        known_hosts=args.known_hosts, max_runs=args.max_runs,
+                        engine=args.engine)
         stored = self.call(server_svc.add_server(self.ctx(), server))
         self.emit(args, server_svc.server_image(stored),
                   f"added server {stored.name} ({stored.kind})")
