@@ -1,42 +1,106 @@
-"""Fixtures that drive the real `mer` process on a fresh database."""
+"""Fixtures that drive `mer` on a fresh database: the real process, or `mer.cli.main` in
+this process for what needs no process of its own (flags, output, exit codes)."""
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextlib
+import functools
+import io
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@functools.cache
+def _template() -> Path:
+    """An embedded database migrated to head with the example catalog loaded (as
+    `mer-migrate up --catalog examples/catalog.toml` makes it), made once per session;
+    each Mer gets a copy."""
+    from tests.faults.shell_harness import prepare_database
+
+    root = Path(tempfile.mkdtemp(prefix="mer-template-"))
+    atexit.register(shutil.rmtree, root, True)
+    db = root / "mer.db"
+    prepare_database(f"sqlite+aiosqlite:///{db}")
+    leftovers = sorted(p.name for p in root.iterdir() if p != db)
+    assert not leftovers, f"the template database left {leftovers} beside it"
+    return db
 
 
 class Mer:
-    """Runs `mer` with its own data directory (embedded SQLite) or a given database URL."""
+    """Runs `mer` with its own data directory (embedded SQLite) or a given database URL,
+    migrated and holding the example catalog."""
 
     def __init__(self, tmp: Path, database_url: str | None = None) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MER_")}
         self.env.update(MER_DATA_DIR=str(tmp / "data"), MER_ENV_FILE=str(tmp / "none.env"),
                         MER_KNOWN_HOSTS=str(tmp / "known_hosts"))
         if database_url:
+            from tests.faults.shell_harness import prepare_database
+
             self.env["MER_DATABASE_URL"] = database_url
-        done = subprocess.run([str(BIN / "mer-migrate"), "up", "--catalog",
-                               str(ROOT / "examples" / "catalog.toml")],
-                              env=self.env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
+            prepare_database(database_url)
+        else:
+            (tmp / "data").mkdir(parents=True, exist_ok=True)
+            shutil.copy(_template(), tmp / "data" / "mer.db")
 
     def argv(self) -> list[str]:
         return [str(BIN / "mer")]
 
     def __call__(self, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """The real `mer ARGS` process."""
         return subprocess.run([str(BIN / "mer"), *args], env=self.env, input=stdin,
                               capture_output=True, text=True, timeout=timeout,
                               stdin=None if stdin is not None else subprocess.DEVNULL)
 
     def popen(self, *args: str, **kw) -> subprocess.Popen[str]:
         return subprocess.Popen([str(BIN / "mer"), *args], env=self.env, text=True, **kw)
+
+    def main(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`mer ARGS` in this process: mer.cli.main with this Mer's MER_* environment, a
+        piped stdin (``stdin``, else empty, as /dev/null) and its output captured. What
+        mer changes in the process (signal handlers, logging) is put back afterwards."""
+        from mer import cli
+        from mer.logfile import close_logging
+
+        mine = {k: v for k, v in self.env.items() if k.startswith("MER_")}
+        saved_env = {k: v for k, v in os.environ.items()
+                     if k.startswith("MER_") and k != "MER_OWNER"}  # see this_owner()
+        saved_signals = {s: signal.getsignal(s) for s in SIGNALS}
+        saved_stdin = sys.stdin
+        out, err = io.StringIO(), io.StringIO()
+        for key in saved_env:
+            del os.environ[key]
+        os.environ.update(mine)
+        sys.stdin = io.StringIO(stdin or "")
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = cli.main(list(args))
+                except SystemExit as exc:  # bad flags: argparse exits 2
+                    code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            sys.stdin = saved_stdin
+            for key in mine:
+                os.environ.pop(key, None)
+            os.environ.update(saved_env)
+            for signum, handler in saved_signals.items():
+                signal.signal(signum, handler)
+            close_logging()
+            asyncio.set_event_loop(None)
+        return subprocess.CompletedProcess(["mer", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
