@@ -43,7 +43,7 @@ class InProcessShell:
             return self._started[0]
 
         self.shell = MerShell(start, self.bridge, allow_edit=settings.allow_edit,
-                              stdin=io.StringIO(), stdout=self.stdout)
+                              json_output=settings.json, stdin=io.StringIO(), stdout=self.stdout)
         self.shell.debug = settings.debug
 
     def __call__(self, line: str) -> Done:

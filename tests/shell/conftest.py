@@ -15,8 +15,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.faults.shell_harness import InProcessShell
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -67,6 +71,17 @@ class Mer:
 
     def popen(self, *args: str, **kw) -> subprocess.Popen[str]:
         return subprocess.Popen([str(BIN / "mer"), *args], env=self.env, text=True, **kw)
+
+    def shell(self, **settings: Any) -> InProcessShell:
+        """A MerShell in this process on this Mer's database, as `mer` builds it: one
+        shell of several users (``settings``: allow_edit=True, json=True, ...)."""
+        from mer.config import Settings
+        from tests.faults.shell_harness import InProcessShell
+
+        env = self.env
+        return InProcessShell(Settings(database_url=env.get("MER_DATABASE_URL"),
+                                       data_dir=Path(env["MER_DATA_DIR"]),
+                                       known_hosts=Path(env["MER_KNOWN_HOSTS"]), **settings))
 
     def main(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """`mer ARGS` in this process: mer.cli.main with this Mer's MER_* environment, a
