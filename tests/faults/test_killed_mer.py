@@ -18,7 +18,7 @@ import pytest
 from mer.domain import Server
 from tests.faults.conftest import seed_servers
 from tests.processes import owned_by
-from tests.shell.conftest import BIN
+from tests.shell.conftest import BIN, run_main
 
 
 def _wait_for(what: str, check: Callable[[], object], timeout: float = 30) -> object:
@@ -76,8 +76,7 @@ def test_a_killed_mer_leaves_no_running_row_and_no_model_process(sleeper_env: di
     assert _row(tmp_path / "mer.db")[0] == "running"
     assert all(os.path.exists(f"/proc/{pid}") for pid in models)  # orphaned, alive
 
-    done = subprocess.run([str(BIN / "mer"), "-c", "runs --status running"], env=sleeper_env,
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    done = run_main(sleeper_env, "-c", "runs --status running")  # the next mer, in-process
     assert done.returncode == 0, done.stderr
     status, error, _ = _row(tmp_path / "mer.db")
     assert status == "lost" and f"pid {mer.pid}" in error and "was killed" in error, error
@@ -89,8 +88,7 @@ def test_a_live_mer_keeps_its_running_row(sleeper_env: dict[str, str], tmp_path:
     try:
         _wait_for("the model to start", lambda: owned_by(mer.pid))
         _wait_for("the row to record the model's process group", lambda: _row(tmp_path / "mer.db")[2])
-        done = subprocess.run([str(BIN / "mer"), "-c", "runs --status running"], env=sleeper_env,
-                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        done = run_main(sleeper_env, "-c", "runs --status running")  # another mer, in-process
         assert done.returncode == 0, done.stderr
         assert _row(tmp_path / "mer.db")[0] == "running" and owned_by(mer.pid)
     finally:
