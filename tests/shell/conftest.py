@@ -4,43 +4,23 @@ this process for what needs no process of its own (flags, output, exit codes).""
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
-import functools
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-if TYPE_CHECKING:
-    from tests.faults.shell_harness import InProcessShell
+from mer.config import Settings
+from tests.faults.shell_harness import InProcessShell, prepare_database
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@functools.cache
-def _template() -> Path:
-    """An embedded database migrated to head with the example catalog loaded (as
-    `mer-migrate up --catalog examples/catalog.toml` makes it), made once per session;
-    each Mer gets a copy."""
-    from tests.faults.shell_harness import prepare_database
-
-    root = Path(tempfile.mkdtemp(prefix="mer-template-"))
-    atexit.register(shutil.rmtree, root, True)
-    db = root / "mer.db"
-    prepare_database(f"sqlite+aiosqlite:///{db}")
-    leftovers = sorted(p.name for p in root.iterdir() if p != db)
-    assert not leftovers, f"the template database left {leftovers} beside it"
-    return db
 
 
 class Mer:
@@ -52,13 +32,8 @@ class Mer:
         self.env.update(MER_DATA_DIR=str(tmp / "data"), MER_ENV_FILE=str(tmp / "none.env"),
                         MER_KNOWN_HOSTS=str(tmp / "known_hosts"))
         if database_url:
-            from tests.faults.shell_harness import prepare_database
-
             self.env["MER_DATABASE_URL"] = database_url
-            prepare_database(database_url)
-        else:
-            (tmp / "data").mkdir(parents=True, exist_ok=True)
-            shutil.copy(_template(), tmp / "data" / "mer.db")
+        prepare_database(database_url or f"sqlite+aiosqlite:///{tmp / 'data' / 'mer.db'}")
 
     def argv(self) -> list[str]:
         return [str(BIN / "mer")]
@@ -75,9 +50,6 @@ class Mer:
     def shell(self, **settings: Any) -> InProcessShell:
         """A MerShell in this process on this Mer's database, as `mer` builds it: one
         shell of several users (``settings``: allow_edit=True, json=True, ...)."""
-        from mer.config import Settings
-        from tests.faults.shell_harness import InProcessShell
-
         env = self.env
         return InProcessShell(Settings(database_url=env.get("MER_DATABASE_URL"),
                                        data_dir=Path(env["MER_DATA_DIR"]),
