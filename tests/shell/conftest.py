@@ -3,11 +3,7 @@ this process for what needs no process of its own (flags, output, exit codes).""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import io
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +12,11 @@ from typing import Any
 import pytest
 
 from mer.config import Settings
+from tests.entry_points import call_main
 from tests.faults.shell_harness import InProcessShell, prepare_database
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Mer:
@@ -61,38 +57,10 @@ class Mer:
 
 
 def run_main(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`mer ARGS` in this process: mer.cli.main with the MER_* variables of ``env``, a
-    piped stdin (``stdin``, else empty, as /dev/null) and its output captured. What mer
-    changes in the process (signal handlers, logging, MER_* variables) is put back."""
+    """`mer ARGS` in this process (tests/entry_points.py)."""
     from mer import cli
-    from mer.logfile import close_logging
 
-    mine = {k: v for k, v in env.items() if k.startswith("MER_")}
-    saved_env = {k: v for k, v in os.environ.items()
-                 if k.startswith("MER_") and k != "MER_OWNER"}  # see this_owner()
-    saved_signals = {s: signal.getsignal(s) for s in SIGNALS}
-    saved_stdin = sys.stdin
-    out, err = io.StringIO(), io.StringIO()
-    for key in saved_env:
-        del os.environ[key]
-    os.environ.update(mine)
-    sys.stdin = io.StringIO(stdin or "")
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = cli.main(list(args))
-            except SystemExit as exc:  # bad flags: argparse exits 2
-                code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.stdin = saved_stdin
-        for key in mine:
-            os.environ.pop(key, None)
-        os.environ.update(saved_env)
-        for signum, handler in saved_signals.items():
-            signal.signal(signum, handler)
-        close_logging()
-        asyncio.set_event_loop(None)
-    return subprocess.CompletedProcess(["mer", *args], code, out.getvalue(), err.getvalue())
+    return call_main(cli.main, args, env, stdin)
 
 
 @pytest.fixture
