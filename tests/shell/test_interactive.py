@@ -185,9 +185,9 @@ def test_model_remove_asks_in_a_terminal_and_needs_yes_in_a_script(mer: Mer) -> 
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
-    done = mer("--allow-edit", "-c", "model remove linear")
+    done = mer.main("--allow-edit", "-c", "model remove linear")
     assert done.returncode == 1
     assert done.stderr.strip() == ("error: remove linear with its parameters, weights and their "
                                    "history: in a script, add --yes to confirm")
-    assert "linear" in mer("-c", "models").stdout
-    assert mer("--allow-edit", "-c", "model remove linear --yes").returncode == 0
+    assert "linear" in mer.main("-c", "models").stdout
+    assert mer.main("--allow-edit", "-c", "model remove linear --yes").returncode == 0
