@@ -1,5 +1,6 @@
-"""The real `mer` process on a pty (pexpect) and under signals; the shell on PostgreSQL
-and over SSH; two shells on one database (in-process, as `mer` builds its shell)."""
+"""The real `mer` process on a pty (pexpect) and under signals. In this process: a script
+on PostgreSQL and over SSH (mer's entry point), two shells on one database (as `mer`
+builds its shell)."""
 
 from __future__ import annotations
 
@@ -143,8 +144,8 @@ def test_shell_on_postgres(tmp_path: Path, pg_url: str) -> None:
 
     asyncio.run(_reset_pg(pg_url))
     mer = Mer(tmp_path, database_url=pg_url)
-    done = mer("--allow-edit", stdin="run linear --data '{\"x\": [1, 1, 1]}'\n"
-                                     "param linear set bias 1.5\nshow linear --json\n")
+    done = mer.main("--allow-edit", stdin="run linear --data '{\"x\": [1, 1, 1]}'\n"
+                                          "param linear set bias 1.5\nshow linear --json\n")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["parameters"] == {"bias": 1.5}
     runs = json.loads(mer.main("--json", "-c", "runs").stdout)
@@ -162,7 +163,7 @@ def test_run_over_ssh_through_the_shell(mer: Mer, sshd_server) -> None:
         f"model add remote-echo --server box --command \"python3 {models / 'echo.py'}\"\n"
         "run remote-echo --data '\"over ssh\"'\n"
     )
-    done = mer("--allow-edit", stdin=script)
+    done = mer.main("--allow-edit", stdin=script)
     assert done.returncode == 0, done.stderr
     assert "box: reachable; host key known" in done.stdout
     assert '"input": "over ssh"' in done.stdout
