@@ -5,13 +5,17 @@
   skips, except under CI=true, where it fails.
 - ``db_url``: parametrised over ["sqlite", "postgres"]: an empty database URL (a new
   SQLite file per test; the PostgreSQL database emptied before each test).
-- ``engine`` / ``uow_factory``: ``db_url`` migrated to head, with a UnitOfWorkFactory.
+- ``engine`` / ``uow_factory``: ``db_url`` migrated to head, with a UnitOfWorkFactory
+  (``migrate``: a new SQLite file is a copy of one migrated once per session).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -71,13 +75,55 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[Any]:
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database."""
+    return Path(url.split("///", 1)[1]) if url.startswith("sqlite") else None
+
+
+async def _upgrade(url: str) -> None:
     from mer.db.engine import create_engine
     from mer.db.migrate import upgrade
 
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+_MIGRATED: list[Path] = []
+
+
+async def _migrated_sqlite() -> Path:
+    """A SQLite file migrated to head, made once per session (copied, never used)."""
+    if not _MIGRATED:
+        root = Path(tempfile.mkdtemp(prefix="mer-migrated-"))
+        atexit.register(shutil.rmtree, root, True)
+        db = root / "mer.db"
+        await _upgrade(f"sqlite+aiosqlite:///{db}")
+        leftovers = sorted(p.name for p in root.iterdir() if p != db)
+        assert not leftovers, f"the migrated database left {leftovers} beside it"
+        _MIGRATED.append(db)
+    return _MIGRATED[0]
+
+
+async def migrate(url: str) -> None:
+    """Migrate ``url`` to head. A new SQLite file is a copy of one migrated once per
+    session: the same database, without paying Alembic for each."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(await _migrated_sqlite(), path)
+    else:
+        await _upgrade(url)
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[Any]:
+    from mer.db.engine import create_engine
+
+    await migrate(db_url)
     eng = create_engine(db_url)
-    await upgrade(eng)
     yield eng
     await eng.dispose()
 

@@ -13,6 +13,7 @@ user. Without sshd the tests skip, except under CI=true, where they fail.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import shutil
@@ -47,15 +48,18 @@ def _keygen(path: Path, kind: str = "ed25519") -> None:
 def _login_user() -> str:
     if os.geteuid() != 0:
         return pwd.getpwuid(os.getuid()).pw_name
-    try:
-        pwd.getpwnam(TEST_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", TEST_USER], check=True)
-    # useradd leaves the account locked ("!"), which sshd refuses even for key logins.
-    subprocess.run(["usermod", "-p", "*", TEST_USER], check=True)
-    home = Path(pwd.getpwnam(TEST_USER).pw_dir)
-    for rc in (".profile", ".bashrc"):
-        (home / rc).write_text("")  # light startup: every exec goes through this shell
+    # Several test processes (pytest-xdist's workers) may get here at once: one at a time.
+    with open("/tmp/mer-test-user.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            pwd.getpwnam(TEST_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", TEST_USER], check=True)
+        # useradd leaves the account locked ("!"), which sshd refuses even for key logins.
+        subprocess.run(["usermod", "-p", "*", TEST_USER], check=True)
+        home = Path(pwd.getpwnam(TEST_USER).pw_dir)
+        for rc in (".profile", ".bashrc"):
+            (home / rc).write_text("")  # light startup: every exec goes through this shell
     return TEST_USER
 
 

@@ -1,29 +1,28 @@
 """`postgres://`, `postgresql://` and `sqlite:///` URLs work wherever mer takes a database
 URL (MER_DATABASE_URL, --database-url of `mer` and `mer-migrate`); another scheme is one
-line on stderr, exit status 2. Real processes on the real PostgreSQL and SQLite."""
+line on stderr, exit status 2. The entry points of `mer` and `mer-migrate` in this process
+(tests/entry_points.py), on the real PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from mer import cli, cli_migrate
+from tests.entry_points import call_main
 from tests.fixtures_pg import _reset_pg
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+MAINS = {"mer": cli.main, "mer-migrate": cli_migrate.main}
 CATALOG = str(ROOT / "examples" / "catalog.toml")
 
 
 def _run(program: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MER_")}
-    base["MER_ENV_FILE"] = os.devnull
-    return subprocess.run([str(BIN / program), *args], capture_output=True, text=True, timeout=120,
-                          env={**base, **(env or {})}, stdin=subprocess.DEVNULL, cwd=ROOT)
+    return call_main(MAINS[program], args, {"MER_ENV_FILE": os.devnull, **(env or {})}, cwd=ROOT)
 
 
 @pytest.fixture

@@ -1,25 +1,25 @@
-"""`mer-migrate` as a real process: exit codes 0/1/2, one-line errors, no tracebacks."""
+"""`mer-migrate`: exit codes 0/1/2, one-line errors, no tracebacks. Its entry point runs
+in this process (tests/entry_points.py); start_mer.sh runs the real one
+(tests/scripts/test_start_stop.py)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mer.db.revision import HEAD
+from tests.entry_points import call_main
 
 ROOT = Path(__file__).resolve().parents[2]
-MIGRATE = str(Path(sys.executable).parent / "mer-migrate")
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MER_")}
-    base["MER_ENV_FILE"] = "/nonexistent/.env"
-    return subprocess.run([MIGRATE, *args], capture_output=True, text=True, timeout=120,
-                          env={**base, **(env or {})}, cwd=ROOT)
+    from mer import cli_migrate
+
+    return call_main(cli_migrate.main, args, {"MER_ENV_FILE": "/nonexistent/.env", **(env or {})},
+                     cwd=ROOT)
 
 
 def test_up_status_down_on_the_embedded_default(tmp_path: Path) -> None:

@@ -49,7 +49,8 @@ async def target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
 
 
 def _remote_ps(target: Target) -> str:
-    return subprocess.run(["ps", "-eo", "pid,pgid,args"], capture_output=True, text=True).stdout
+    # -ww: whole command lines (without a terminal ps cuts them to the width it guesses).
+    return subprocess.run(["ps", "-eww", "-o", "pid,pgid,args"], capture_output=True, text=True).stdout
 
 
 async def test_echo_round_trip(target: Target) -> None:
@@ -145,28 +146,33 @@ async def test_invalid_utf8_and_nul_bytes(target: Target) -> None:
 
 
 async def test_timeout_kills_the_whole_process_group(target: Target) -> None:
+    # Names no other test (of this run or another) uses: the check below reads all of ps.
     tag = uuid.uuid4().hex[:8]
-    r = await target.run("sleeper", command=["sh", "-c", f"sleep 999{tag[:0]} | cat; echo {tag}"],
+    sleep = f"sleep {800000 + int(tag, 16) % 99999}"
+    r = await target.run("sleeper", command=["sh", "-c", f"{sleep} | cat; echo {tag}"],
                          timeout=1)
     assert r.status is RunStatus.TIMEOUT and "timed out" in r.error
     await asyncio.sleep(0.3)
     ps = _remote_ps(target)
-    assert f"echo {tag}" not in ps and "sleep 999" not in ps
+    assert f"echo {tag}" not in ps and sleep not in ps
 
 
 async def test_cancel_mid_run_kills_the_model(target: Target) -> None:
     ticks: list[bytes] = []
+    tag = f"mer-cancel-{uuid.uuid4().hex}"  # slow.py ignores its argument; ps shows it
     task = asyncio.ensure_future(target.run("slow", {"input": {"seconds": 60}},
-                                            Sinks(stdout=ticks.append)))
+                                            Sinks(stdout=ticks.append),
+                                            command=[target.python, str(MODELS / "slow.py"), tag]))
     for _ in range(100):
         if ticks:
             break
         await asyncio.sleep(0.05)
+    assert tag in _remote_ps(target)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.sleep(0.3)
-    assert "slow.py" not in _remote_ps(target)
+    assert tag not in _remote_ps(target)
 
 
 async def test_concurrent_runs_share_one_connection(target: Target) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from mer.config import Settings
 from tests.faults.proxy import Proxy
-from tests.fixtures_pg import PG_HOST, PG_PORT, _reset_pg
+from tests.fixtures_pg import PG_HOST, PG_PORT, _reset_pg, migrate
 
 PY = sys.executable
 # A model that reads its request, waits a little and answers.
@@ -27,13 +27,12 @@ QUICK = [PY, "-c", "import sys; sys.stdin.read(); print('{\"ok\": 1}')"]
 async def seed(url: str, **models: list[str]) -> None:
     """Migrate ``url`` and add a local server with ``models`` (name -> argv)."""
     from mer.db.engine import create_engine
-    from mer.db.migrate import upgrade
     from mer.db.uow import make_uow_factory
     from mer.domain import ModelConfig, Server
 
+    await migrate(url)
     engine = create_engine(url)
     try:
-        await upgrade(engine)
         async with make_uow_factory(engine)() as uow:
             await uow.servers.add(Server(name="local"))
             for name, command in models.items():
@@ -46,13 +45,12 @@ async def seed(url: str, **models: list[str]) -> None:
 async def seed_servers(url: str, *servers: Any, **models: tuple[str, list[str]]) -> None:
     """Migrate ``url`` and add ``servers`` and ``models`` (name -> (server, argv))."""
     from mer.db.engine import create_engine
-    from mer.db.migrate import upgrade
     from mer.db.uow import make_uow_factory
     from mer.domain import ModelConfig
 
+    await migrate(url)
     engine = create_engine(url)
     try:
-        await upgrade(engine)
         async with make_uow_factory(engine)() as uow:
             for server in servers:
                 await uow.servers.add(server)

@@ -5,8 +5,12 @@ stand for several users."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import io
+import shutil
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -17,6 +21,7 @@ from mer.bootstrap import Runtime, build_runtime
 from mer.config import Settings
 from mer.shell.app import MerShell
 from mer.shell.bridge import InlineBridge
+from tests.fixtures_pg import sqlite_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +48,7 @@ class InProcessShell:
             return self._started[0]
 
         self.shell = MerShell(start, self.bridge, allow_edit=settings.allow_edit,
-                              stdin=io.StringIO(), stdout=self.stdout)
+                              json_output=settings.json, stdin=io.StringIO(), stdout=self.stdout)
         self.shell.debug = settings.debug
 
     def __call__(self, line: str) -> Done:
@@ -64,19 +69,38 @@ class InProcessShell:
         asyncio.set_event_loop(None)
 
 
-def prepare_database(url: str) -> None:
-    """Migrate ``url`` to head and load the example catalog, on a loop of its own."""
+async def _prepare(url: str) -> None:
     from mer.db.catalog import load_catalog
     from mer.db.engine import create_engine
-    from mer.db.migrate import upgrade
     from mer.db.uow import make_uow_factory
+    from tests.fixtures_pg import migrate
 
-    async def prepare() -> None:
-        engine = create_engine(url)
-        try:
-            await upgrade(engine)
-            await load_catalog(ROOT / "examples" / "catalog.toml", make_uow_factory(engine))
-        finally:
-            await engine.dispose()
+    await migrate(url)
+    engine = create_engine(url)
+    try:
+        await load_catalog(ROOT / "examples" / "catalog.toml", make_uow_factory(engine))
+    finally:
+        await engine.dispose()
 
-    asyncio.run(prepare())
+
+@functools.cache
+def _prepared_sqlite() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="mer-catalog-"))
+    atexit.register(shutil.rmtree, root, True)
+    db = root / "mer.db"
+    asyncio.run(_prepare(f"sqlite+aiosqlite:///{db}"))
+    leftovers = sorted(p.name for p in root.iterdir() if p != db)
+    assert not leftovers, f"the prepared database left {leftovers} beside it"
+    return db
+
+
+def prepare_database(url: str) -> None:
+    """Migrate ``url`` to head and load the example catalog, on a loop of its own (as
+    `mer-migrate up --catalog examples/catalog.toml` does). A new SQLite file is a copy
+    of one prepared so once per session."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(_prepared_sqlite(), path)
+        return
+    asyncio.run(_prepare(url))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mer.domain import ModelConfig, Server
+from tests.fixtures_pg import migrate
 
 BIN = Path(sys.executable).parent
 # Floods stdout until it is killed: once the reader went away (or the run timed out),
@@ -34,12 +35,11 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 async def _seed(url: str) -> None:
     from mer.db.engine import create_engine
-    from mer.db.migrate import upgrade
     from mer.db.uow import make_uow_factory
 
+    await migrate(url)
     engine = create_engine(url)
     try:
-        await upgrade(engine)
         async with make_uow_factory(engine)() as uow:
             await uow.servers.add(Server(name="local"))
             await uow.models.add(ModelConfig(name="flood", server="local", command=FLOOD))

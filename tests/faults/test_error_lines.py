@@ -1,6 +1,6 @@
 """Every error is one line on stderr. An internal error (a bug: not a MerError) names
 mer's log file, which holds its traceback; a command's bad arguments name the command
-and its help. In-process shells, plus one real `mer -c` process."""
+and its help. In-process shells, and mer's entry point (`mer -c ...`) in-process."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def test_log_file_setting() -> None:
 
 
 def test_a_script_sees_one_line_per_error_and_fails(tmp_path: Path) -> None:
-    """A real `mer -c` process: a bad command line and an internal error (a model row
+    """`mer -c ...`: a bad command line and an internal error (a model row
     whose command is not a list, as a hand-edited database may hold) are one line each,
     the rest of the script runs, the exit status is 1 and the traceback is in the log."""
     mer = Mer(tmp_path)
@@ -144,7 +144,7 @@ def test_a_script_sees_one_line_per_error_and_fails(tmp_path: Path) -> None:
     with db:
         db.execute("UPDATE models SET command = '5' WHERE name = 'echo'")
     db.close()
-    done = mer("-c", "run", "-c", "runs --limit x", "-c", "show echo", "-c", "servers")
+    done = mer.main("-c", "run", "-c", "runs --limit x", "-c", "show echo", "-c", "servers")
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         "-c 1: error: run: the following arguments are required: model (see `help run`)",
@@ -156,16 +156,16 @@ def test_a_script_sees_one_line_per_error_and_fails(tmp_path: Path) -> None:
 
 
 
-def test_a_bad_flag_of_mer_itself_is_one_line() -> None:
+def test_a_bad_flag_of_mer_itself_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     """argparse printed its whole usage block, then the error."""
-    import subprocess
-    import sys
+    from mer import cli, cli_migrate
 
-    bin_dir = Path(sys.executable).parent
-    for argv, prog in (([str(bin_dir / "mer"), "--bogus"], "mer"),
-                       ([str(bin_dir / "mer-migrate"), "up", "--bogus"], "mer-migrate")):
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                              stdin=subprocess.DEVNULL)
-        assert done.returncode == 2 and done.stdout == ""
-        assert done.stderr.splitlines() == [
+    for main, argv, prog in ((cli.main, ["--bogus"], "mer"),
+                             (cli_migrate.main, ["up", "--bogus"], "mer-migrate")):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err.splitlines() == [
             f"{prog}: error: unrecognized arguments: --bogus (see `{prog} --help`)"]

@@ -17,23 +17,8 @@ import pytest
 
 from mer.domain import Server
 from tests.faults.conftest import seed_servers
-from tests.shell.conftest import BIN
-
-
-def _owned_by(mer_pid: int) -> list[int]:
-    """Model processes (of any user) that the mer with that pid started."""
-    mark = f"MER_OWNER={mer_pid}:".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if any(v.startswith(mark) for v in f.read().split(b"\0")):
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
+from tests.processes import owned_by
+from tests.shell.conftest import BIN, run_main
 
 
 def _wait_for(what: str, check: Callable[[], object], timeout: float = 30) -> object:
@@ -83,7 +68,7 @@ def test_a_killed_mer_leaves_no_running_row_and_no_model_process(sleeper_env: di
                                                                    tmp_path: Path) -> None:
     mer = _mer(sleeper_env, "-c", "run sleeper")
     try:
-        models = _wait_for("the model to start", lambda: _owned_by(mer.pid))
+        models = _wait_for("the model to start", lambda: owned_by(mer.pid))
         _wait_for("the row to record the model's process group", lambda: _row(tmp_path / "mer.db")[2])
     finally:
         mer.send_signal(signal.SIGKILL)
@@ -91,25 +76,23 @@ def test_a_killed_mer_leaves_no_running_row_and_no_model_process(sleeper_env: di
     assert _row(tmp_path / "mer.db")[0] == "running"
     assert all(os.path.exists(f"/proc/{pid}") for pid in models)  # orphaned, alive
 
-    done = subprocess.run([str(BIN / "mer"), "-c", "runs --status running"], env=sleeper_env,
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    done = run_main(sleeper_env, "-c", "runs --status running")  # the next mer, in-process
     assert done.returncode == 0, done.stderr
     status, error, _ = _row(tmp_path / "mer.db")
     assert status == "lost" and f"pid {mer.pid}" in error and "was killed" in error, error
-    _wait_for("the model processes to be gone", lambda: not _owned_by(mer.pid), timeout=15)
+    _wait_for("the model processes to be gone", lambda: not owned_by(mer.pid), timeout=15)
 
 
 def test_a_live_mer_keeps_its_running_row(sleeper_env: dict[str, str], tmp_path: Path) -> None:
     mer = _mer(sleeper_env, "-c", "run sleeper")
     try:
-        _wait_for("the model to start", lambda: _owned_by(mer.pid))
+        _wait_for("the model to start", lambda: owned_by(mer.pid))
         _wait_for("the row to record the model's process group", lambda: _row(tmp_path / "mer.db")[2])
-        done = subprocess.run([str(BIN / "mer"), "-c", "runs --status running"], env=sleeper_env,
-                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        done = run_main(sleeper_env, "-c", "runs --status running")  # another mer, in-process
         assert done.returncode == 0, done.stderr
-        assert _row(tmp_path / "mer.db")[0] == "running" and _owned_by(mer.pid)
+        assert _row(tmp_path / "mer.db")[0] == "running" and owned_by(mer.pid)
     finally:
         mer.send_signal(signal.SIGTERM)  # cancels the run: recorded, model killed
         mer.wait(30)
     assert _row(tmp_path / "mer.db")[0] == "cancelled"
-    _wait_for("the model processes to be gone", lambda: not _owned_by(mer.pid), timeout=15)
+    _wait_for("the model processes to be gone", lambda: not owned_by(mer.pid), timeout=15)

@@ -5,7 +5,6 @@ PostgreSQL, which refused it, and prints as valid UTF-8 from SQLite, which kept 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -47,8 +46,8 @@ def test_runs_show_json_prints_valid_utf8_even_for_an_old_row(tmp_path: Path) ->
                (run_id.hex, json.dumps({"file": "caf\udce9.txt"})))
     db.commit()
     db.close()
-    done = subprocess.run([*mer.argv(), "--json", "-c", f"runs show {run_id.hex[:8]}"], env=mer.env,
-                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    done = mer.main("--json", "-c", f"runs show {run_id.hex[:8]}")
     assert done.returncode == 0, done.stderr
-    shown = json.loads(done.stdout.decode("utf-8"))  # strict: invalid UTF-8 raises
+    # Strict: a lone surrogate cannot be encoded (a real stdout would have raised).
+    shown = json.loads(done.stdout.encode("utf-8"))
     assert shown["result"] == {"file": "caf\ufffd.txt"}

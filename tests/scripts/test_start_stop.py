@@ -18,12 +18,24 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.executable).parent.parent
 
 
+def _venv(tmp_path: Path) -> Path:
+    """A venv holding this one's `mer` and `mer-migrate`, marked installed after
+    pyproject.toml changed last: start_mer.sh must not pip-install mer into the venv
+    that runs the tests (a reinstall under a test running beside it breaks it)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    for name in ("mer", "mer-migrate"):
+        (venv / "bin" / name).symlink_to(VENV / "bin" / name)
+    (venv / ".mer-installed").touch()
+    return venv
+
+
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MER_")}
     env.update(
         MER_DATA_DIR=str(tmp_path / "data"),
         MER_RUN_DIR=str(tmp_path / "run"),
-        MER_VENV=str(VENV),
+        MER_VENV=str(_venv(tmp_path)),
         MER_CATALOG=str(ROOT / "examples" / "catalog.toml"),
         MER_ENV_FILE=str(tmp_path / "no.env"),
     )

@@ -1,5 +1,6 @@
-"""The real `mer` process on a pty (pexpect) and side by side with another shell; the
-shell on PostgreSQL and over SSH."""
+"""The real `mer` process on a pty (pexpect) and under signals. In this process: a script
+on PostgreSQL and over SSH (mer's entry point), two shells on one database (as `mer`
+builds its shell)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from tests.processes import owned_by
 from tests.shell.conftest import BIN, Mer
 
 PROMPT = "mer>"  # prompt_toolkit draws the trailing space with cursor moves
@@ -34,6 +36,7 @@ def test_pty_prompt_completion_and_ctrl_c(mer: Mer) -> None:
         child.send("\x15")  # clear the line
         child.sendline("run slow --data '{\"seconds\": 60}'")
         child.expect("tick 1")
+        assert owned_by(child.pid)  # the model runs (what is checked gone below)
         child.sendintr()
         child.expect("cancelled")
         child.expect_exact(PROMPT)
@@ -42,8 +45,7 @@ def test_pty_prompt_completion_and_ctrl_c(mer: Mer) -> None:
         record = json.loads(child.after)[0]
         assert record["model"] == "slow" and record["status"] == "cancelled"
         assert record["finished_at"] is not None
-        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-        assert "slow.py" not in ps
+        assert not owned_by(child.pid)  # the model was killed
         child.sendline("quit")
         child.expect(pexpect.EOF)
     finally:
@@ -57,13 +59,13 @@ def test_a_signal_mid_run_cancels_it_and_completes_the_access_log_row(mer: Mer, 
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert "tick 1" in line
+    assert owned_by(proc.pid)  # the model runs (what is checked gone below)
     proc.send_signal(signum)
     assert proc.wait(timeout=30) == 128 + signum
     assert "echo" not in proc.stdout.read()  # the script's next command never ran
-    record = json.loads(mer("--json", "-c", "runs --limit 1").stdout)[0]
+    record = json.loads(mer.main("--json", "-c", "runs --limit 1").stdout)[0]
     assert record["status"] == "cancelled" and record["finished_at"]
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "slow.py" not in ps
+    assert not owned_by(proc.pid)  # the model was killed
 
 
 def test_an_ignored_hangup_stays_ignored(mer: Mer) -> None:
@@ -90,42 +92,31 @@ def test_a_signal_between_commands_ends_a_piped_script(mer: Mer) -> None:
 
 
 def test_two_shells_see_each_others_edits_and_conflicts(mer: Mer) -> None:
-    a = mer.popen("--allow-edit", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                  stderr=subprocess.PIPE)
-    assert a.stdin is not None and a.stdout is not None and a.stderr is not None
-
-    def say(line: str) -> None:
-        a.stdin.write(line + "\n")
-        a.stdin.flush()
-
+    a, other = mer.shell(allow_edit=True), mer.shell(allow_edit=True)
     try:
-        say("show echo --json")
-        seen = json.loads(a.stdout.readline())
+        seen = json.loads(a("show echo --json").out)
         assert seen["row_version"] == 1
-        other = mer("--allow-edit", "-c", "set echo description changed-elsewhere")
-        assert other.returncode == 0, other.stderr
-        say("set echo timeout 3")  # A saw version 1: stale
-        assert "was changed by someone else since you read it" in a.stderr.readline()
-        say("show echo --json")
-        fresh = json.loads(a.stdout.readline())
+        done = other("set echo description changed-elsewhere")
+        assert not done.failed, done.err
+        stale = a("set echo timeout 3")  # A saw version 1: stale
+        assert stale.failed and stale.exit_code == 1
+        assert "was changed by someone else since you read it" in stale.err
+        fresh = json.loads(a("show echo --json").out)
         assert fresh["description"] == "changed-elsewhere" and fresh["row_version"] == 2
-        say("set echo timeout 3")  # after reloading, the edit goes through
-        assert "row version 3" in a.stdout.readline()
-        assert json.loads(mer("--json", "-c", "show echo").stdout)["timeout"] == 3
+        done = a("set echo timeout 3")  # after reloading, the edit goes through
+        assert not done.failed and "row version 3" in done.out
+        assert json.loads(other("show echo --json").out)["timeout"] == 3
     finally:
-        a.stdin.close()
-        assert a.wait(timeout=30) == 1  # one command (the stale edit) failed
+        a.close()
+        other.close()
 
 
 def test_a_shell_runs_what_another_shell_just_changed(mer: Mer) -> None:
     """Runs cache what they read of the catalog; an edit anywhere must end that."""
-    a = mer.popen("--json", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert a.stdin is not None and a.stdout is not None
+    a, other = mer.shell(json=True), mer.shell(allow_edit=True)
 
     def run_echo() -> dict:
-        a.stdin.write("run echo --data 1\n")
-        a.stdin.flush()
-        return json.loads(a.stdout.readline())
+        return json.loads(a("run echo --data 1").out)
 
     try:
         first = run_echo()
@@ -136,13 +127,13 @@ def test_a_shell_runs_what_another_shell_just_changed(mer: Mer) -> None:
                   and r["result"]["echo"]["weights"] == {"w": [1.0, 2.0]}),
                  ("set echo command false", lambda r: r["status"] == "failed" and r["exit_code"] == 1)]
         for edit, seen in edits:
-            other = mer("--allow-edit", "-c", edit)
-            assert other.returncode == 0, other.stderr
+            done = other(edit)
+            assert not done.failed, done.err
             record = run_echo()
             assert seen(record), (edit, record)
     finally:
-        a.stdin.close()
-        a.wait(timeout=30)
+        a.close()
+        other.close()
 
 
 @pytest.mark.postgres
@@ -153,11 +144,11 @@ def test_shell_on_postgres(tmp_path: Path, pg_url: str) -> None:
 
     asyncio.run(_reset_pg(pg_url))
     mer = Mer(tmp_path, database_url=pg_url)
-    done = mer("--allow-edit", stdin="run linear --data '{\"x\": [1, 1, 1]}'\n"
-                                     "param linear set bias 1.5\nshow linear --json\n")
+    done = mer.main("--allow-edit", stdin="run linear --data '{\"x\": [1, 1, 1]}'\n"
+                                          "param linear set bias 1.5\nshow linear --json\n")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["parameters"] == {"bias": 1.5}
-    runs = json.loads(mer("--json", "-c", "runs").stdout)
+    runs = json.loads(mer.main("--json", "-c", "runs").stdout)
     assert runs[0]["status"] == "succeeded" and runs[0]["result"] == {"y": 2.0}
 
 
@@ -172,11 +163,11 @@ def test_run_over_ssh_through_the_shell(mer: Mer, sshd_server) -> None:
         f"model add remote-echo --server box --command \"python3 {models / 'echo.py'}\"\n"
         "run remote-echo --data '\"over ssh\"'\n"
     )
-    done = mer("--allow-edit", stdin=script)
+    done = mer.main("--allow-edit", stdin=script)
     assert done.returncode == 0, done.stderr
     assert "box: reachable; host key known" in done.stdout
     assert '"input": "over ssh"' in done.stdout
-    record = json.loads(mer("--json", "-c", "runs --limit 1").stdout)[0]
+    record = json.loads(mer.main("--json", "-c", "runs --limit 1").stdout)[0]
     assert record["server"] == "box" and record["status"] == "succeeded"
 
 
@@ -195,9 +186,9 @@ def test_model_remove_asks_in_a_terminal_and_needs_yes_in_a_script(mer: Mer) -> 
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
-    done = mer("--allow-edit", "-c", "model remove linear")
+    done = mer.main("--allow-edit", "-c", "model remove linear")
     assert done.returncode == 1
     assert done.stderr.strip() == ("error: remove linear with its parameters, weights and their "
                                    "history: in a script, add --yes to confirm")
-    assert "linear" in mer("-c", "models").stdout
-    assert mer("--allow-edit", "-c", "model remove linear --yes").returncode == 0
+    assert "linear" in mer.main("-c", "models").stdout
+    assert mer.main("--allow-edit", "-c", "model remove linear --yes").returncode == 0

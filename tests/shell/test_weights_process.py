@@ -1,6 +1,7 @@
-"""Weights as a person or a script meets them through the real `mer`: a script's one-line
-refusals and exit status, a terminal's yes/no, a bad file, and `train --save` with the
-example linear model's real training command."""
+"""Weights as a person or a script meets them through `mer`: a script's one-line refusals
+and exit status, a bad file, and `train --save` with the example linear model's real
+training command (mer's entry point in this process); a terminal's yes/no (the real
+`mer` on a pty)."""
 
 from __future__ import annotations
 
@@ -17,48 +18,48 @@ SAMPLES = '{"samples": [[1, 0, 0, 2], [0, 1, 0, 1]], "rate": 0.1}'
 
 
 def _values(mer: Mer) -> list[float]:
-    return json.loads(mer("--json", "-c", "weights linear w").stdout)["values"]
+    return json.loads(mer.main("--json", "-c", "weights linear w").stdout)["values"]
 
 
 def test_a_script_must_name_the_flag_and_stores_nothing(mer: Mer, tmp_path: Path) -> None:
     for line, flag in [("weights set linear w --values 1,2", "--resize"),
                        ("weights set linear W --values 1,2,3", "--new"),
                        ("weights remove linear w", "--yes")]:
-        done = mer("--allow-edit", "-c", line)
+        done = mer.main("--allow-edit", "-c", line)
         assert done.returncode == 1 and done.stdout == ""
         assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and flag in done.stderr
     assert _values(mer) == [0.5, 2.0, -1.0]
-    assert len(json.loads(mer("--json", "-c", "weights history linear w").stdout)) == 1
+    assert len(json.loads(mer.main("--json", "-c", "weights history linear w").stdout)) == 1
 
 
 def test_a_truncated_npy_is_refused_with_one_line(mer: Mer, tmp_path: Path) -> None:
     np.save(tmp_path / "w.npy", np.array([1.0, 2.0, 3.0]))
     (tmp_path / "cut.npy").write_bytes((tmp_path / "w.npy").read_bytes()[:-8])
-    done = mer("--allow-edit", "-c", f"weights set linear w --file {tmp_path / 'cut.npy'}")
+    done = mer.main("--allow-edit", "-c", f"weights set linear w --file {tmp_path / 'cut.npy'}")
     assert done.returncode == 1
     assert done.stderr == (f"error: {tmp_path / 'cut.npy'}: truncated: its header says 3 values "
                            "(24 bytes of data), the file holds 16\n")
     assert _values(mer) == [0.5, 2.0, -1.0]
-    done = mer("--allow-edit", "-c", f"weights set linear w --file {tmp_path / 'w.npy'}",
+    done = mer.main("--allow-edit", "-c", f"weights set linear w --file {tmp_path / 'w.npy'}",
                "-c", f"weights set linear w --file {tmp_path / 'w.npy'}")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1] == "w: unchanged (revision 2)"
 
 
 def test_train_save_stores_what_the_training_returned(mer: Mer) -> None:
-    done = mer("-c", f"train linear --data '{SAMPLES}'")
+    done = mer.main("-c", f"train linear --data '{SAMPLES}'")
     assert done.returncode == 0, done.stderr
     assert "epoch 5" in done.stdout
     assert done.stderr.rstrip().endswith("; 1 weight vector in the result; rerun with --save to store it")
     assert _values(mer) == [0.5, 2.0, -1.0]
-    done = mer("--allow-edit", "--json", "-c", f"train linear --data '{SAMPLES}' --save")
+    done = mer.main("--allow-edit", "--json", "-c", f"train linear --data '{SAMPLES}' --save")
     assert done.returncode == 0, done.stderr
     run = json.loads(done.stdout)
     trained = run["result"]["weights"]["w"]
     assert run["saved"][0]["revision"] == 2 and _values(mer) == trained != [0.5, 2.0, -1.0]
-    history = json.loads(mer("--json", "-c", "weights history linear w").stdout)
+    history = json.loads(mer.main("--json", "-c", "weights history linear w").stdout)
     assert [h["run_id"] for h in history] == [None, run["id"]]
-    table = mer("-c", "weights history linear w").stdout
+    table = mer.main("-c", "weights history linear w").stdout
     assert run["id"][:8] in table
 
 
