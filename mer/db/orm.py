@@ -63,7 +63,7 @@ class ServerRow(Base):
     row_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
-    engine: Mapped[str | None] = mapped_column(String(20))  # kind container (migration 0006)
+    engine: Mapped[str | None] = mapped_column(String(20))  # kind container (migration 0005)
 
 
 class ModelRow(Base):
@@ -86,7 +86,7 @@ class ModelRow(Base):
     row_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
-    # A container model (migration 0006).
+    # A container model (migration 0005).
     image: Mapped[str | None] = mapped_column(String(500))
     cpus: Mapped[float | None] = mapped_column(Float)
     memory: Mapped[str | None] = mapped_column(String(50))
@@ -153,7 +153,7 @@ class RunRow(Base):
     owner_pid: Mapped[int | None] = mapped_column(Integer)
     owner_start: Mapped[str | None] = mapped_column(String(100))
     process_group: Mapped[int | None] = mapped_column(Integer)
-    # A container run's output files: [{name, size, sha256, kept}] (migration 0006).
+    # A container run's output files: [{name, size, sha256, kept}] (migration 0005).
     artifacts: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDoc)
 
 

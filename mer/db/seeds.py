@@ -1,5 +1,5 @@
 """The record of catalog entries already offered once (table catalog_seeds, migration
-0005): what lets a catalog load add what is missing without bringing back what an admin
+0006): what lets a catalog load add what is missing without bringing back what an admin
 removed. SQLAlchemy implementation of interfaces.SeedRepository."""
 
 from __future__ import annotations

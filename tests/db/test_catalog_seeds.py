@@ -125,9 +125,9 @@ async def test_the_upgrade_seeds_what_a_database_holds_and_what_its_audit_says_w
     from mer.db.migrate import downgrade
 
     await downgrade(engine, steps=None)
-    await upgrade(engine, steps=3)  # 0003: no catalog_seeds yet
+    await upgrade(engine, steps=5)  # 0005: no catalog_seeds yet
     async with uow_factory() as uow:
-        # NOTE: a unit of work whose seeds repository is never touched works on 0003.
+        # NOTE: a unit of work whose seeds repository is never touched works on 0005.
         await uow.servers.add(Server(name="local"))
         lin = await uow.models.add(ModelConfig(name="lin", server="local", command=["python3"]))
         params = await uow.parameters.get(lin.id)

@@ -67,7 +67,8 @@ def test_a_restart_keeps_admin_edits_and_shells_leave_no_pid_files(tmp_path: Pat
 
     first = start("--allow-edit", "-c", "param set linear bias 7", "-c", "model disable crash")
     assert (data / "mer.db").exists()
-    assert f"{VENV}/bin/mer" in first.stderr and f"source {VENV}/bin/activate" in first.stderr
+    venv = env["MER_VENV"]
+    assert f"{venv}/bin/mer" in first.stderr and f"source {venv}/bin/activate" in first.stderr
     assert list((run / "shells").glob("*.pid")) == []  # the shell removed its own at exit
 
     again = start("--json", "-c", "show linear", "-c", "show crash")

@@ -19,13 +19,17 @@ VENV = Path(sys.executable).parent.parent
 
 
 def _venv(tmp_path: Path) -> Path:
-    """A venv holding this one's `mer` and `mer-migrate`, marked installed after
-    pyproject.toml changed last: start_mer.sh must not pip-install mer into the venv
-    that runs the tests (a reinstall under a test running beside it breaks it)."""
+    """A venv holding this one's `mer`, `mer-migrate` and `python` (start_mer.sh reads
+    .env with it), marked installed after pyproject.toml changed last: start_mer.sh must
+    not pip-install mer into the venv that runs the tests (a reinstall under a test
+    running beside it breaks it)."""
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
-    for name in ("mer", "mer-migrate"):
+    for name in ("mer", "mer-migrate", "python"):
         (venv / "bin" / name).symlink_to(VENV / "bin" / name)
+    # python finds its packages through pyvenv.cfg beside it and lib/ below
+    (venv / "pyvenv.cfg").write_text((VENV / "pyvenv.cfg").read_text())
+    (venv / "lib").symlink_to(VENV / "lib")
     (venv / ".mer-installed").touch()
     return venv
 

@@ -5,8 +5,8 @@ Existing databases are backfilled with what they hold (every server, model, para
 key and weight vector) and with what the audit log says an admin removed, so the first
 load after this upgrade does not restore those either.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-30
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
