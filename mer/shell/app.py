@@ -19,13 +19,12 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cmd2
 from cmd2 import rich_utils as ru
 from cmd2.exceptions import Cmd2ArgparseError
 
-from mer.bootstrap import Runtime
 from mer.errors import EXIT_OUTPUT_CLOSED, MerError
 from mer.logfile import internal_error_line
 from mer.services.context import ServiceContext
@@ -35,6 +34,9 @@ from mer.shell.commands import COMMAND_SETS
 from mer.shell.completion import CompletionCache, build_cache
 from mer.shell.parsing import BadArguments, LiteralStatementParser, MerArgumentParser
 from mer.shell.seen import SeenViews
+
+if TYPE_CHECKING:
+    from mer.bootstrap import Runtime
 
 __all__ = ["MerShell"]
 
