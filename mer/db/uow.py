@@ -26,10 +26,10 @@ from mer.db.repository import (
     SqlModelRepository,
     SqlParameterRepository,
     SqlServerRepository,
-    SqlWeightRepository,
 )
 from mer.db.run_records import SqlRunRepository
 from mer.db.seeds import SqlSeedRepository
+from mer.db.weight_repository import SqlWeightRepository
 
 __all__ = ["SqlAlchemyUnitOfWork", "make_uow_factory"]
 
