@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import functools
 import io
 import shutil
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +20,9 @@ from mer.config import Settings
 from mer.shell.app import MerShell
 from mer.shell.bridge import InlineBridge
 from tests.fixtures_pg import sqlite_path
+from tests.shell.harness import Done, run_line
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Done:
-    out: str
-    err: str
-    failed: bool
-    exit_code: int
 
 
 class InProcessShell:
@@ -52,14 +43,7 @@ class InProcessShell:
         self.shell.debug = settings.debug
 
     def __call__(self, line: str) -> Done:
-        self.shell.failed, self.shell.exit_code = False, 0
-        self.stdout.seek(0)
-        self.stdout.truncate()
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            self.shell.onecmd_plus_hooks(line)
-        return Done(self.stdout.getvalue(), err.getvalue(), self.shell.failed,
-                    self.shell.exit_code)
+        return run_line(self.shell, self.stdout, line)
 
     def close(self) -> None:
         cleanup = None

@@ -30,6 +30,17 @@ class Done:
     exit_code: int
 
 
+def run_line(shell: MerShell, stdout: io.StringIO, line: str) -> Done:
+    """One command as a script runs it, with this command's output and status only."""
+    shell.failed, shell.exit_code = False, 0
+    stdout.seek(0)
+    stdout.truncate()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        shell.onecmd_plus_hooks(line)
+    return Done(stdout.getvalue(), err.getvalue(), shell.failed, shell.exit_code)
+
+
 @dataclass
 class FakeRuntime:
     ctx: ServiceContext
@@ -76,14 +87,7 @@ class ShellOnFakes:
         return self
 
     def __call__(self, line: str) -> Done:
-        self.shell.failed, self.shell.exit_code = False, 0
-        self.stdout.seek(0)
-        self.stdout.truncate()
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            self.shell.onecmd_plus_hooks(line)
-        return Done(self.stdout.getvalue(), err.getvalue(), self.shell.failed,
-                    self.shell.exit_code)
+        return run_line(self.shell, self.stdout, line)
 
     def close(self) -> None:
         self.bridge.close(None)
