@@ -62,6 +62,7 @@ def parse_model_ref(ref: str) -> tuple[str, str | None]:
 
 
 class RunStatus(enum.StrEnum):
+    QUEUED = "queued"  # submitted to a scheduler (sbatch), not started yet
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -91,6 +92,10 @@ class Server:
     max_runs: int = 4
     # kind `container`: the engine's CLI (one of ENGINES); None means podman.
     engine: str | None = None
+    # kind `slurm`: where and as whom jobs go, and extra sbatch/srun arguments.
+    partition: str | None = None
+    account: str | None = None
+    slurm_args: str | None = None
     enabled: bool = True
     id: UUID = field(default_factory=uuid4)
     row_version: int = 1
@@ -319,6 +324,14 @@ class RunRecord:
     owner_pid: int | None = None
     owner_start: str | None = None  # "<boot id>:<start time>": the pid's own identity
     process_group: int | None = None
+    # Lineage: the Slurm job that ran it, the batch it belongs to, its parent run (a
+    # pipeline step's pipeline), the alias it was called by (``live`` of ``m@live``), and
+    # a snapshot of what makes it reproducible (config, parameters, weights, request).
+    job_id: str | None = None
+    batch_id: UUID | None = None
+    parent_id: UUID | None = None
+    alias: str | None = None
+    snapshot: dict[str, Any] | None = None
 
     @property
     def duration_ms(self) -> float | None:

@@ -64,6 +64,10 @@ class ServerRow(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     engine: Mapped[str | None] = mapped_column(String(20))  # kind container (migration 0005)
+    # kind slurm (migration 0007).
+    partition: Mapped[str | None] = mapped_column(String(100))
+    account: Mapped[str | None] = mapped_column(String(100))
+    slurm_args: Mapped[str | None] = mapped_column(Text)
 
 
 class ModelRow(Base):
@@ -155,6 +159,40 @@ class RunRow(Base):
     process_group: Mapped[int | None] = mapped_column(Integer)
     # A container run's output files: [{name, size, sha256, kept}] (migration 0005).
     artifacts: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDoc)
+    # Lineage (migration 0007): the Slurm job, the batch, the parent run (a pipeline's),
+    # the alias it was called by, and what makes the run reproducible.
+    job_id: Mapped[str | None] = mapped_column(String(100))
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    alias: Mapped[str | None] = mapped_column(String(50))
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+
+
+class AliasRow(Base):
+    """``name@alias`` points at one version of ``name`` (migration 0007). Keyed by name,
+    not by a model id: an alias names a version, and moving it is one update."""
+
+    __tablename__ = "model_aliases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(50), primary_key=True)
+    version: Mapped[str] = mapped_column(String(50))
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class PipelineRow(Base):
+    """A named, ordered list of steps (migration 0007): ``[{"model": "m@live",
+    "map": {"result.y": "input.x"} | null}, ...]``."""
+
+    __tablename__ = "pipelines"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc)
+    description: Mapped[str] = mapped_column(Text, default="")
+    row_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class CatalogStateRow(Base):

@@ -87,7 +87,8 @@ class SqlServerRepository(_Repo):
         return Server(
             name=row.name, kind=row.kind, host=row.host, port=row.port, user=row.user,
             identity_file=row.identity_file, known_hosts=row.known_hosts,
-            max_runs=row.max_runs, enabled=row.enabled, engine=row.engine, id=row.id,
+            max_runs=row.max_runs, enabled=row.enabled, engine=row.engine,
+            partition=row.partition, account=row.account, slurm_args=row.slurm_args, id=row.id,
             row_version=row.row_version, created_at=_aware(row.created_at),
             updated_at=_aware(row.updated_at),
         )
@@ -97,7 +98,8 @@ class SqlServerRepository(_Repo):
         return dict(
             name=s.name, kind=s.kind, host=s.host, port=s.port, user=s.user,
             identity_file=s.identity_file, known_hosts=s.known_hosts, max_runs=s.max_runs,
-            enabled=s.enabled, engine=s.engine,
+            enabled=s.enabled, engine=s.engine, partition=s.partition, account=s.account,
+            slurm_args=s.slurm_args,
         )
 
     async def list(self) -> list[Server]:

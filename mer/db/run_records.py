@@ -64,7 +64,7 @@ _STILL_RUNNING = _RUNS.c.status == literal_column(f"'{RunStatus.RUNNING}'")
 RUN_INSERT = insert(_RUNS)
 _FINISHED = ("model_id", "version", "server", "weight_revisions", "status", "exit_code",
              "finished_at", "bytes_in", "bytes_out", "stdout", "stderr", "result", "error",
-             "artifacts")
+             "artifacts", "job_id", "snapshot")
 RUN_FINISH = (
     update(_RUNS)
     .where(_RUNS.c.id == bindparam("run_id"), _STILL_RUNNING)
@@ -93,6 +93,7 @@ class SqlRunRepository:
             stderr=storable(r.stderr), result=storable_json(r.result), error=storable(r.error),
             weight_revisions=dict(r.weight_revisions),
             artifacts=[storable_json(a.image()) for a in r.artifacts] or None,
+            job_id=r.job_id, snapshot=storable_json(r.snapshot),
         )
 
     @classmethod
@@ -101,7 +102,8 @@ class SqlRunRepository:
             id=record.id, model=record.model, os_user=record.os_user, kind=str(record.kind),
             started_at=record.started_at, owner_host=record.owner_host,
             owner_pid=record.owner_pid, owner_start=record.owner_start,
-            process_group=record.process_group, **cls._values(record),
+            process_group=record.process_group, batch_id=record.batch_id,
+            parent_id=record.parent_id, alias=record.alias, **cls._values(record),
         )
 
     @classmethod
@@ -137,6 +139,8 @@ class SqlRunRepository:
             error=storable(row.error), owner_host=row.owner_host, owner_pid=row.owner_pid,
             owner_start=row.owner_start, process_group=row.process_group,
             artifacts=[Artifact(**a) for a in row.artifacts or ()],
+            job_id=row.job_id, batch_id=row.batch_id, parent_id=row.parent_id, alias=row.alias,
+            snapshot=storable_json(row.snapshot),
         )
 
     async def get(self, run_id: UUID | str) -> RunRecord | None:

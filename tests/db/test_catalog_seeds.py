@@ -7,9 +7,13 @@ from __future__ import annotations
 import getpass
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import uuid4
+
+import sqlalchemy as sa
 
 from mer.db.catalog import load_catalog
 from mer.db.migrate import upgrade
+from mer.db.orm import JsonDoc, Timestamp
 from mer.domain import AuditEntry, ModelConfig, Server
 from mer.execution.registry import ExecutorRegistry
 from mer.services import models, servers, weights
@@ -126,13 +130,31 @@ async def test_the_upgrade_seeds_what_a_database_holds_and_what_its_audit_says_w
 
     await downgrade(engine, steps=None)
     await upgrade(engine, steps=5)  # 0005: no catalog_seeds yet
+    # Rows written as the 0005 schema holds them: today's repositories know later columns.
+    now = datetime.now(UTC)
+    sid, mid = uuid4(), uuid4()
+    typed = {"id": sa.Uuid(), "server_id": sa.Uuid(), "model_id": sa.Uuid(), "command": JsonDoc,
+             "env": JsonDoc, "document": JsonDoc, "created_at": Timestamp, "updated_at": Timestamp}
+
+    def table(name: str, *columns: str) -> sa.TableClause:
+        return sa.table(name, *(sa.column(c, typed.get(c)) for c in columns))
+
+    servers_t = table("servers", "id", "name", "kind", "max_runs", "enabled", "row_version",
+                      "created_at", "updated_at")
+    models_t = table("models", "id", "name", "version", "server_id", "command", "mode", "framing",
+                     "env", "description", "enabled", "row_version", "created_at", "updated_at")
+    params_t = table("model_parameters", "model_id", "document", "row_version", "updated_at")
+    async with engine.begin() as conn:
+        await conn.execute(sa.insert(servers_t).values(
+            id=sid, name="local", kind="local", max_runs=4, enabled=True, row_version=1,
+            created_at=now, updated_at=now))
+        await conn.execute(sa.insert(models_t).values(
+            id=mid, name="lin", version="1", server_id=sid, command=["python3"], mode="oneshot",
+            framing="jsonl", env={}, description="", enabled=True, row_version=1,
+            created_at=now, updated_at=now))
+        await conn.execute(sa.insert(params_t).values(
+            model_id=mid, document={"bias": 7}, row_version=1, updated_at=now))
     async with uow_factory() as uow:
-        # NOTE: a unit of work whose seeds repository is never touched works on 0005.
-        await uow.servers.add(Server(name="local"))
-        lin = await uow.models.add(ModelConfig(name="lin", server="local", command=["python3"]))
-        params = await uow.parameters.get(lin.id)
-        params.values = {"bias": 7}
-        await uow.parameters.set(params)
         for action, target, before in (("model.remove", "model gone@1", {"name": "gone"}),
                                        ("param.unset", "model lin@1", {"scale": 2}),
                                        ("server.remove", "server spare", {"name": "spare"})):
