@@ -53,10 +53,6 @@ def timed(cmd: list[str], env: dict[str, str], stdin: str | None = None) -> floa
     return time.perf_counter() - t0
 
 
-def median(fn, n: int) -> float:
-    return statistics.median(fn() for _ in range(n))
-
-
 async def raw_runs(db: Path, n: int) -> float:
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -91,8 +87,11 @@ def main() -> None:
 
         timed([mer, "-c", "quit"], env)
         timed([sys.executable, str(bare), "quit"], env)
-        mer_start = median(lambda: timed([mer, "-c", "quit"], env), 15)
-        bare_start = median(lambda: timed([sys.executable, str(bare), "quit"], env), 15)
+        # Alternating, so that a drift of the machine's speed weighs on both alike.
+        starts = [(timed([mer, "-c", "quit"], env), timed([sys.executable, str(bare), "quit"], env))
+                  for _ in range(21)]
+        mer_start = statistics.median(m for m, _ in starts)
+        bare_start = statistics.median(b for _, b in starts)
         print("1. cold start")
         print(f"  bare cmd2 app                 {bare_start * 1000:8.1f} ms")
         ratio = mer_start / bare_start

@@ -127,7 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     if stdin_is_script:
         script_lines = numbered("<stdin>", sys.stdin)  # piped: read lazily, line by line
 
-    from mer.bootstrap import build_runtime
     from mer.shell.bridge import AsyncBridge, InlineBridge
 
     bridge = AsyncBridge() if interactive else InlineBridge()
@@ -139,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         # SQLAlchemy). A start that failed on an unreachable database is tried again by
         # the next command that needs it; any other failure stays.
         if not started or _unreachable(started[-1]):
+            from mer.bootstrap import build_runtime
+
             started.append(bridge.submit(build_runtime(settings)))
         return started[-1]
 

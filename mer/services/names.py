@@ -5,8 +5,10 @@ weight vectors, read in one unit of work. The shell's Tab completion is built fr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from mer.services.context import ServiceContext
+if TYPE_CHECKING:
+    from mer.services.context import ServiceContext
 
 __all__ = ["Names", "completion_names"]
 

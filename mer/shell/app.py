@@ -27,16 +27,17 @@ from cmd2.exceptions import Cmd2ArgparseError
 
 from mer.errors import EXIT_OUTPUT_CLOSED, MerError
 from mer.logfile import internal_error_line
-from mer.services.context import ServiceContext
 from mer.shell import grammar, render
 from mer.shell.bridge import AsyncBridge, InlineBridge
 from mer.shell.commands import COMMAND_SETS
 from mer.shell.completion import CompletionCache, build_cache
+from mer.shell.lazy_parsers import LazyVerbParsers
 from mer.shell.parsing import BadArguments, LiteralStatementParser, MerArgumentParser
 from mer.shell.seen import SeenViews
 
 if TYPE_CHECKING:
     from mer.bootstrap import Runtime
+    from mer.services.context import ServiceContext
 
 __all__ = ["MerShell"]
 
@@ -78,10 +79,17 @@ class MerShell(cmd2.Cmd):
         self.aliases.update(grammar.ALIASES)
         self.hidden_commands.extend(HIDDEN_BUILTINS)
         self.remove_settable("editor")  # its `edit` command is removed
+        self.command_parsers = LazyVerbParsers(self, self.command_parsers)
         for command_set in COMMAND_SETS:
             self.register_command_set(command_set())
         self.register_postparsing_hook(self._one_grammar)
         self.register_postcmd_hook(self._after_command)
+
+    def _register_subcommands(self, owner: Any) -> None:
+        if isinstance(self.command_parsers, LazyVerbParsers) and owner is not self:
+            self.command_parsers.defer(owner)  # attached when the noun is first used
+        else:
+            super()._register_subcommands(owner)
 
     # -- plumbing ---------------------------------------------------------------------
 

@@ -5,10 +5,12 @@ the names come from the services (mer/services/names.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from mer.services.context import ServiceContext
-from mer.services.models import EDITABLE_FIELDS
-from mer.services.names import Names, completion_names
+from mer.services.names import Names
+
+if TYPE_CHECKING:
+    from mer.services.context import ServiceContext
 
 __all__ = ["CompletionCache", "build_cache"]
 
@@ -16,7 +18,6 @@ __all__ = ["CompletionCache", "build_cache"]
 @dataclass(frozen=True)
 class CompletionCache:
     names: Names = field(default_factory=Names)
-    fields: tuple[str, ...] = EDITABLE_FIELDS
 
     @property
     def servers(self) -> tuple[str, ...]:
@@ -32,10 +33,18 @@ class CompletionCache:
     def weights(self, ref: str | None) -> tuple[str, ...]:
         return self._of_model(self.names.weights, ref)
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        from mer.services.models import EDITABLE_FIELDS  # the services load on first use
+
+        return EDITABLE_FIELDS
+
     @staticmethod
     def _of_model(table: dict[str, tuple[str, ...]], ref: str | None) -> tuple[str, ...]:
         return table.get(ref.partition("@")[0], ()) if ref else ()
 
 
 async def build_cache(ctx: ServiceContext) -> CompletionCache:
+    from mer.services.names import completion_names
+
     return CompletionCache(await completion_names(ctx))

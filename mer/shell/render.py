@@ -12,10 +12,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from mer.domain import RunRecord, Server, WeightRevision, WorkerInfo
+if TYPE_CHECKING:
+    from mer.domain import RunRecord, Server, WeightRevision, WorkerInfo
 
 __all__ = ["RUN_HEADERS", "Table", "dumps", "fit", "run_image", "run_rows", "run_summary",
            "run_text", "table", "weight_image", "when"]

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from mer.domain import AuditEntry
-from mer.services import audit as audit_svc
+from mer.lazy import lazy_module
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command
 from mer.shell.parsing import add_json, parser, since
+
+if TYPE_CHECKING:
+    from mer.domain import AuditEntry
+    from mer.services import audit as audit_svc
+else:
+    audit_svc = lazy_module("mer.services.audit")
 
 __all__ = ["AuditCommands", "audit_rows"]
 

@@ -18,10 +18,9 @@ from cmd2 import Choices, CommandSet, Completions, with_argparser
 
 from mer.errors import EXIT_INTERRUPTED, EditNotAllowed, MerError
 from mer.shell import render
+from mer.shell.parsing import ParserRecipe
 
 if TYPE_CHECKING:
-    from cmd2 import Cmd2ArgumentParser
-
     from mer.services.context import ServiceContext
     from mer.shell.app import MerShell
     from mer.shell.seen import SeenViews
@@ -51,7 +50,7 @@ def _reports(fn: F) -> F:
     return cast(F, wrapper)
 
 
-def command(parser: Cmd2ArgumentParser, category: str) -> Callable[[F], F]:
+def command(parser: ParserRecipe, category: str) -> Callable[[F], F]:
     """A top-level command: its parser, its help category, one-line errors."""
 
     def decorate(fn: F) -> F:
@@ -60,7 +59,7 @@ def command(parser: Cmd2ArgumentParser, category: str) -> Callable[[F], F]:
     return decorate
 
 
-def verb(noun: str, name: str, parser: Cmd2ArgumentParser, *, edits: bool = False,
+def verb(noun: str, name: str, parser: ParserRecipe, *, edits: bool = False,
          aliases: tuple[str, ...] = ()) -> Callable[[F], F]:
     """A verb of a noun (``model set``). An edit verb is listed with a note and refused
     without --allow-edit (the services refuse it too)."""

@@ -4,31 +4,40 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from typing import TYPE_CHECKING
 
 import cmd2
 
-from mer.domain import NETWORKS, ModelConfig, ModelParameters, parse_model_ref
 from mer.errors import UsageError
-from mer.services import audit as audit_svc
-from mer.services import models as model_svc
+from mer.lazy import lazy_module
 from mer.shell import render
 from mer.shell.commands.audit import AUDIT_HEADERS, audit_image, audit_rows
 from mer.shell.commands.base import MerCommands, command, dispatch, verb
 from mer.shell.confirm import confirm
-from mer.shell.parsing import add_json, parser
+from mer.shell.parsing import Later, ParserRecipe, add_json, parser
+
+if TYPE_CHECKING:
+    from mer import domain
+    from mer.domain import ModelParameters
+    from mer.services import audit as audit_svc
+    from mer.services import models as model_svc
+else:
+    domain = lazy_module("mer.domain")
+    audit_svc = lazy_module("mer.services.audit")
+    model_svc = lazy_module("mer.services.models")
 
 __all__ = ["ModelCommands"]
 
 CATEGORY = "Models"
 
 
-def _noun(description: str) -> cmd2.Cmd2ArgumentParser:
+def _noun(description: str) -> ParserRecipe:
     p = parser(description)
     p.add_subparsers(title="verbs", metavar="VERB", required=True)
     return p
 
 
-def _model_arg(p: argparse.ArgumentParser) -> None:
+def _model_arg(p: ParserRecipe) -> None:
     p.add_argument("model", completer=MerCommands._models, help="MODEL or MODEL@VERSION")
 
 
@@ -56,7 +65,8 @@ _add.add_argument("--description", default="")
 _add.add_argument("--image", help="a container model (server of kind container): the image")
 _add.add_argument("--cpus", type=float, help="container: CPUs it may use")
 _add.add_argument("--memory", help="container: memory it may use, e.g. 512m or 2g")
-_add.add_argument("--network", choices=NETWORKS, help="container: its network (default none)")
+_add.add_argument("--network", choices=Later(lambda: domain.NETWORKS),
+                  help="container: its network (default none)")
 add_json(_add)
 
 _set = parser("Set a field of a model: `model set MODEL FIELD VALUE...` (the rest of the "
@@ -164,13 +174,13 @@ class ModelCommands(MerCommands):
 
     @verb("model", "add", _add, edits=True)
     def model_add(self, args: argparse.Namespace) -> None:
-        name, version = parse_model_ref(args.model)
+        name, version = domain.parse_model_ref(args.model)
         try:
             argv = shlex.split(args.command) if args.command is not None else []
             train = shlex.split(args.train_command) if args.train_command else None
         except ValueError as err:
             raise UsageError(f"--command: {err}") from None
-        model = ModelConfig(name=name, version=version or "1", server=args.server,
+        model = domain.ModelConfig(name=name, version=version or "1", server=args.server,
                             command=argv, train_command=train, mode=args.mode,
                             framing=args.framing, workdir=args.workdir, timeout=args.timeout,
                             description=args.description, image=args.image, cpus=args.cpus,

@@ -9,28 +9,35 @@ import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cmd2
 
-from mer.domain import RunKind, RunRecord
 from mer.errors import EXIT_OUTPUT_CLOSED, EditNotAllowed, MerError, UsageError
-from mer.execution.interface import Sinks
-from mer.services import runs as run_svc
-from mer.services import weights as weight_svc
+from mer.lazy import lazy_module
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command
 from mer.shell.commands.weights import change_image, change_text
 from mer.shell.confirm import DECLINED, confirmed
-from mer.shell.parsing import add_json, parser
+from mer.shell.parsing import ParserRecipe, add_json, parser
 from mer.shell.spinner import Spinner
+
+if TYPE_CHECKING:
+    from mer import domain
+    from mer.domain import RunKind, RunRecord
+    from mer.services import runs as run_svc
+    from mer.services import weights as weight_svc
+else:
+    domain = lazy_module("mer.domain")
+    run_svc = lazy_module("mer.services.runs")
+    weight_svc = lazy_module("mer.services.weights")
 
 __all__ = ["RunCommands"]
 
 CATEGORY = "Runs"
 
 
-def _run_parser(description: str) -> cmd2.Cmd2ArgumentParser:
+def _run_parser(description: str) -> ParserRecipe:
     p = parser(description)
     p.add_argument("model", completer=MerCommands._models, help="MODEL or MODEL@VERSION")
     src = p.add_mutually_exclusive_group()
@@ -125,6 +132,8 @@ class RunCommands(MerCommands):
         # A person at a terminal sees a spinner until the model prints (never in a
         # script, nor under --json, whose reader wants only the JSON).
         spinner = Spinner(sys.stderr) if not as_json and shell.watched(sys.stderr) else None
+        from mer.execution.interface import Sinks  # loaded by the first run
+
         sinks = Sinks(stdout=self._sink(sys.stderr if as_json else sys.stdout, spinner),
                       stderr=self._sink(sys.stderr, spinner))
         record: RunRecord
@@ -154,7 +163,7 @@ class RunCommands(MerCommands):
     @command(_run, CATEGORY)
     def do_run(self, args: argparse.Namespace) -> None:
         """Run a model."""
-        self._report(args, self._launch(args, RunKind.RUN))
+        self._report(args, self._launch(args, domain.RunKind.RUN))
 
     @command(_train, CATEGORY)
     def do_train(self, args: argparse.Namespace) -> None:
@@ -163,7 +172,7 @@ class RunCommands(MerCommands):
             raise UsageError("--new and --resize go with --save")
         if args.save and not self.shell.allow_edit:
             raise EditNotAllowed()  # before the training runs, not after
-        record = self._launch(args, RunKind.TRAIN)
+        record = self._launch(args, domain.RunKind.TRAIN)
         if str(record.status) != "succeeded":
             self._report(args, record)  # a failed training stores nothing
         elif not args.save:

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cmd2
 
-from mer.domain import RunStatus
-from mer.services import artifacts as artifact_svc
-from mer.services import runs as run_svc
+from mer.lazy import lazy_module
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command, dispatch, verb
-from mer.shell.parsing import add_json, parser, since
+from mer.shell.parsing import Later, add_json, parser, since
+
+if TYPE_CHECKING:
+    from mer import domain
+    from mer.services import artifacts as artifact_svc
+    from mer.services import runs as run_svc
+else:
+    domain = lazy_module("mer.domain")
+    artifact_svc = lazy_module("mer.services.artifacts")
+    run_svc = lazy_module("mer.services.runs")
 
 __all__ = ["RunLogCommands"]
 
@@ -23,7 +31,7 @@ _noun.add_subparsers(title="verbs", metavar="VERB", required=True)
 
 _list = parser("List runs, newest first.")
 _list.add_argument("--model", completer=MerCommands._models, help="only this model's runs")
-_list.add_argument("--status", choices=[s.value for s in RunStatus])
+_list.add_argument("--status", choices=Later(lambda: [s.value for s in domain.RunStatus]))
 _list.add_argument("--since", help="only runs since: 30m, 2h, 1d or an ISO time")
 _list.add_argument("--limit", type=int, default=20, help="at most N runs (default 20)")
 add_json(_list)

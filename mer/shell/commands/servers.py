@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from mer.domain import ENGINES, Server, ServerCheck
-from mer.services import servers as server_svc
+from mer.lazy import lazy_module
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command, dispatch, verb
 from mer.shell.confirm import confirm
-from mer.shell.parsing import add_json, parser
+from mer.shell.parsing import Later, add_json, parser
+
+if TYPE_CHECKING:
+    from mer import domain
+    from mer.domain import Server, ServerCheck
+    from mer.services import servers as server_svc
+else:
+    domain = lazy_module("mer.domain")
+    server_svc = lazy_module("mer.services.servers")
 
 __all__ = ["ServerCommands"]
 
@@ -31,7 +39,7 @@ add_json(_ping)
 _add = parser("Register a server.")
 _add.add_argument("name")
 _add.add_argument("--kind", required=True, help="local, ssh, container or a plugin's kind")
-_add.add_argument("--engine", choices=ENGINES,
+_add.add_argument("--engine", choices=Later(lambda: domain.ENGINES),
                   help="kind container: the engine's CLI (default podman); with --host it runs "
                   "there, over SSH")
 _add.add_argument("--host")
@@ -45,7 +53,7 @@ add_json(_add)
 _set = parser("Change a field of a server: `server set NAME FIELD VALUE` (FIELD: host, port, "
               "user, identity, known-hosts, max-runs, enabled, engine; `-` clears one).")
 _set.add_argument("name", choices_provider=MerCommands._servers)
-_set.add_argument("field", choices=list(server_svc.SERVER_FIELDS))
+_set.add_argument("field", choices=Later(lambda: list(server_svc.SERVER_FIELDS)))
 _set.add_argument("value")
 add_json(_set)
 
@@ -109,7 +117,7 @@ class ServerCommands(MerCommands):
 
     @verb("server", "add", _add, edits=True)
     def server_add(self, args: argparse.Namespace) -> None:
-        server = Server(name=args.name, kind=args.kind, host=args.host, port=args.port,
+        server = domain.Server(name=args.name, kind=args.kind, host=args.host, port=args.port,
                         user=args.user, identity_file=args.identity,
                         known_hosts=args.known_hosts, max_runs=args.max_runs,
                         engine=args.engine)

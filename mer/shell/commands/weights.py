@@ -7,25 +7,30 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cmd2
 
-from mer.domain import WeightRevision
 from mer.errors import NeedsConfirmation, UsageError
-from mer.services import weights as weight_svc
-from mer.services.weights import WeightChange
+from mer.lazy import lazy_module
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command, dispatch, verb
 from mer.shell.confirm import DECLINED, confirmed
-from mer.shell.parsing import add_json, parser
+from mer.shell.parsing import ParserRecipe, add_json, parser
+
+if TYPE_CHECKING:
+    from mer.domain import WeightRevision
+    from mer.services import weights as weight_svc
+    from mer.services.weights import WeightChange
+else:
+    weight_svc = lazy_module("mer.services.weights")
 
 __all__ = ["WeightCommands", "change_image", "change_text"]
 
 _ELEMENT = re.compile(r"([^\[\]=]+)\[(-?\d+)\]=(.+)")
 
 
-def _model_and_name(p: argparse.ArgumentParser, name_required: bool = True) -> None:
+def _model_and_name(p: ParserRecipe, name_required: bool = True) -> None:
     p.add_argument("model", completer=MerCommands._models, help="MODEL or MODEL@VERSION")
     p.add_argument("name", nargs=None if name_required else "?",
                    choices_provider=MerCommands._weights, help="the vector's NAME")
