@@ -20,8 +20,9 @@ The mapping:
 Importing the same source twice changes nothing. A name that mer already holds with
 other content is a conflict, reported and skipped unless ``overwrite``.
 
-Imports: mer.domain, mer.db.interfaces, mer.validation, mer.errors and the reader's
-catalog type.
+The mapping itself is mer/services/mer_import_mapping.py (no database) and the report
+mer/services/mer_import_report.py; this module compares the mapping with what mer holds
+and writes it.
 """
 
 from __future__ import annotations
@@ -31,339 +32,26 @@ import getpass
 import shlex
 import uuid
 from array import array
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from mer.db.interfaces import UnitOfWork, UnitOfWorkFactory
-from mer.domain import (
-    AuditEntry,
-    ModelConfig,
-    RunKind,
-    RunRecord,
-    RunStatus,
-    Server,
-    to_vector,
-    vector_sha256,
+from mer.domain import AuditEntry, ModelConfig, RunRecord, Server, vector_sha256
+from mer.services.mer_import_mapping import (
+    ACTOR,
+    DESCRIPTION,
+    WEIGHT_VECTOR,
+    Mapper,
+    ServerKey,
+    SourceModel,
 )
-from mer.errors import UsageError
+from mer.services.mer_import_report import Entry, ImportReport
 from mer.services.surreal_source import RustMerCatalog
-from mer.validation import check_params, validate_model, validate_server
 
 __all__ = ["ACTOR", "WEIGHT_VECTOR", "Entry", "ImportReport", "import_mer"]
 
-ACTOR = "import"
-WEIGHT_VECTOR = "weights"
-DESCRIPTION = "imported from the Rust MER"
-# Run ids of imported ModelAccess rows whose uid is not a UUID: uuid5 of the uid in this.
-_RUN_IDS = uuid.UUID("6d1b5a0e-4f0a-5c55-9d7e-6d6572696d70")
-_BOOK_KEEPING = {"id", "uid", "createdAt", "lastUpdated"}
-_CONN_KEYS = {"host": ("host", "ip"), "port": ("port",), "user": ("user", "username"),
-              "password": ("pass", "password")}
 _OWNED = ("server", "command", "train_command", "mode", "framing", "workdir")
-CHANGES = ("add", "overwrite")
-_KINDS = ("server", "model", "weights", "history", "skipped")
-_NOUNS = {"server": "server", "model": "model", "weights": "weight vector", "history": "access-log row"}
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-@dataclass(frozen=True, slots=True)
-class _ServerKey:
-    kind: str  # "local" or "ssh"
-    host: str | None = None
-    port: int | None = None
-    user: str | None = None
-
-    @property
-    def name(self) -> str:
-        """The name a new server gets: predictable from the key."""
-        if self.kind == "local":
-            return "local"
-        return "-".join(["ssh", *([self.user] if self.user else []), str(self.host), str(self.port)])
-
-    @property
-    def address(self) -> str:
-        return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
-
-
-@dataclass
-class _Model:
-    original: str
-    conn: str
-    server: _ServerKey
-    command: str
-    train_command: str | None
-    workdir: str | None
-    parameters: dict[str, Any]
-    name: str = ""
-    renamed: str = ""
-    weights: dict[str, array] = field(default_factory=dict)
-    uids: set[str] = field(default_factory=set)  # the rows' uids: how ModelAccess may name it
-
-    def config(self, server: str) -> ModelConfig:
-        return ModelConfig(
-            name=self.name, server=server, command=["sh", "-c", self.command],
-            train_command=["sh", "-c", self.train_command] if self.train_command else None,
-            mode="worker", framing="mer", workdir=self.workdir, description=DESCRIPTION)
-
-    def content(self) -> tuple[Any, ...]:
-        return (self.conn, self.server, self.command, self.train_command, self.workdir,
-                repr(sorted(self.parameters.items(), key=lambda kv: kv[0])))
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One line of the mapping: what a Rust MER entry becomes in mer, and what happens."""
-
-    kind: str  # server, model, weights, history, skipped
-    name: str
-    action: str  # add, overwrite, unchanged, reuse, conflict, skip
-    detail: str = ""
-    count: int = 1  # access-log rows, for a history entry
-
-
-@dataclass
-class ImportReport:
-    source: str
-    applied: bool
-    entries: list[Entry] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    trust: list[str] = field(default_factory=list)  # ssh servers whose host keys to trust
-
-    def add(self, kind: str, name: str, action: str, detail: str = "", count: int = 1) -> None:
-        self.entries.append(Entry(kind, name, action, detail, count))
-
-    @property
-    def changed(self) -> bool:
-        return any(e.action in CHANGES for e in self.entries)
-
-    def count(self, action: str, kind: str | None = None) -> int:
-        return sum(e.count for e in self.entries if e.action == action and kind in (None, e.kind))
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """{kind: {action: how many}}: what the audit log keeps of the import."""
-        out: dict[str, dict[str, int]] = defaultdict(dict)
-        for e in self.entries:
-            out[e.kind][e.action] = out[e.kind].get(e.action, 0) + e.count
-        return dict(out)
-
-    def lines(self) -> list[str]:
-        """The mapping entry by entry, then a summary and what to do next."""
-        entries = sorted(self.entries, key=lambda e: _KINDS.index(e.kind))
-        width = max([len(e.name) for e in entries] + [10])
-        out = [f"{e.kind:<8} {e.name:<{width}} {e.action:<9} {e.detail}".rstrip() for e in entries]
-        out.append(self.summary())
-        if self.trust:
-            out.append("next: an import never trusts host keys; unless done already, run "
-                       + ", ".join(f"`server trust {name}`" for name in self.trust)
-                       + " in `mer --allow-edit` before their models' first runs")
-        return out
-
-    def summary(self) -> str:
-        def counted(action: str) -> str:
-            return ", ".join(_plural(self.count(action, kind), noun) for kind, noun in _NOUNS.items()
-                             if self.count(action, kind))
-
-        parts = []
-        for action, done, todo in (("add", "added", "to add"), ("overwrite", "overwritten", "to overwrite")):
-            if self.count(action):
-                parts.append(f"{done if self.applied else todo}: {counted(action)}")
-        if self.count("conflict"):
-            parts.append(f"{_plural(self.count('conflict'), 'conflict')} skipped (--overwrite replaces them)")
-        if self.count("skip"):
-            parts.append(f"{self.count('skip')} skipped")
-        parts.append(f"{self.count('unchanged') + self.count('reuse')} unchanged")
-        if not self.changed:
-            head = "nothing to change"
-        else:
-            head = "imported" if self.applied else "dry run, nothing written (--apply writes it)"
-        return f"{head}: " + "; ".join(parts)
-
-
-def _plain(value: Any) -> Any:
-    """A SurrealDB value as JSON: datetimes in ISO form, record ids and others as text."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    table, ident = getattr(value, "table_name", None), getattr(value, "record_id", None)
-    if table is not None and ident is not None:
-        return f"{table}:{ident}"
-    return str(value)
-
-
-def _linked(value: Any) -> dict[str, Any] | None:
-    """The fetched record(s) of a link field, merged; None when none was found."""
-    records = value if isinstance(value, list) else [value]
-    found = [r for r in records if isinstance(r, dict)]
-    if not found:
-        return None
-    merged: dict[str, Any] = {}
-    for record in found:
-        merged.update(record)
-    return merged
-
-
-def _pick(record: dict[str, Any], key: str) -> Any:
-    return next((record[k] for k in _CONN_KEYS[key] if record.get(k) not in (None, "")), None)
-
-
-class _Mapper:
-    """The Rust MER's rows as mer's servers, models and access records (no database)."""
-
-    def __init__(self, catalog: RustMerCatalog, report: ImportReport, with_history: bool) -> None:
-        self.catalog, self.report, self.with_history = catalog, report, with_history
-        self.models: list[_Model] = []
-        self.passwords: set[_ServerKey] = set()
-        self.runs: list[tuple[str, RunRecord]] = []  # (original model name, record)
-
-    def skip(self, what: str, why: str) -> None:
-        self.report.add("skipped", what, "skip", why)
-
-    def run(self) -> None:
-        for row in self.catalog.models:
-            self._model(row)
-        self._name_models()
-        self._weights()
-        self._access()
-
-    def _model(self, row: dict[str, Any]) -> None:
-        name, conn = str(row.get("name") or ""), str(row.get("connType") or "").lower()
-        what = f"AvailableModels '{name}' ({conn or 'no connType'})"
-        if conn not in ("local", "ssh"):
-            return self.skip(what, "connType must be local or ssh; fix the row in the source")
-        params, conn_params = _linked(row.get("modelParams")), _linked(row.get("connTypeParams")) or {}
-        if params is None:
-            return self.skip(what, "its ModelParams record is missing; add it in the source")
-        command, train = params.get("inferenceCommand"), params.get("trainCommand")
-        if not isinstance(command, str) or not command.strip():
-            return self.skip(what, "ModelParams has no inferenceCommand; add one in the source")
-        key = _ServerKey("local")
-        if conn == "ssh":
-            if _pick(conn_params, "host") is None:
-                return self.skip(what, "ConnTypeParams has no host; add one in the source")
-            port = _pick(conn_params, "port") or 22
-            try:
-                key = _ServerKey("ssh", _pick(conn_params, "host"), int(port), _pick(conn_params, "user"))
-            except (TypeError, ValueError):
-                return self.skip(what, f"ConnTypeParams port {port!r} is not a number; fix it in the source")
-            if _pick(conn_params, "password") is not None:
-                self.passwords.add(key)
-        extra = sorted(set(conn_params) - _BOOK_KEEPING - {k for ks in _CONN_KEYS.values() for k in ks})
-        if extra:
-            self.report.warnings.append(f"{what}: ConnTypeParams {', '.join(extra)} dropped (mer has no "
-                                        f"place for them)")
-        rest = {k: _plain(v) for k, v in params.items()
-                if k not in _BOOK_KEEPING | {"inferenceCommand", "trainCommand", "modelPath"}}
-        workdir = params.get("modelPath")
-        model = _Model(name, conn, key, command, train if isinstance(train, str) and train.strip() else None,
-                       str(workdir) if workdir not in (None, "") else None, rest)
-        model.name = name
-        model.uids = {str(u) for u in (row.get("uid"), _plain(row.get("id"))) if u}
-        try:
-            validate_model(model.config(key.name))
-            check_params(rest)
-            if conn == "ssh":
-                validate_server(Server(key.name, "ssh", host=key.host, port=key.port, user=key.user))
-        except UsageError as err:
-            return self.skip(what, f"{err} (fix it in the source)")
-        self.models.append(model)
-
-    def _name_models(self) -> None:
-        """Distinct, predictable names: identical duplicates are imported once; models that
-        share a name become NAME-CONNTYPE, then NAME-CONNTYPE-N in content order."""
-        groups: dict[str, list[_Model]] = defaultdict(list)
-        for model in self.models:
-            groups[model.original].append(model)
-        kept: list[_Model] = []
-        for name, group in groups.items():
-            by_content: dict[tuple[Any, ...], _Model] = {}
-            for m in group:
-                by_content.setdefault(m.content(), m).uids |= m.uids
-            unique = list(by_content.values())
-            if len(unique) < len(group):
-                self.report.warnings.append(f"AvailableModels '{name}': "
-                                            f"{_plural(len(group) - len(unique), 'duplicate row')} "
-                                            f"(same content) not imported again")
-            if len(unique) > 1:
-                conns = Counter(m.conn for m in unique)
-                numbered: Counter[str] = Counter()
-                for m in sorted(unique, key=lambda m: repr(m.content())):
-                    m.name = f"{name}-{m.conn}"
-                    if conns[m.conn] > 1:
-                        numbered[m.conn] += 1
-                        m.name += f"-{numbered[m.conn]}"
-                    m.renamed = (f"renamed from '{name}': {len(unique)} models have that name "
-                                 f"({', '.join(sorted(conns))})")
-            kept += unique
-        taken = {m.original for m in kept if not m.renamed}
-        for m in kept:  # a made-up name must not take a name the source already uses
-            if m.renamed:
-                base, n = m.name, 1
-                while m.name in taken:
-                    n += 1
-                    m.name = f"{base}-{n}"
-                taken.add(m.name)
-        self.models = kept
-
-    def _weights(self) -> None:
-        newest: dict[str, dict[str, Any]] = {}
-        for row in self.catalog.weights:
-            name = str(row.get("name") or "")
-            stamp = str(row.get("lastUpdated") or "")
-            if name not in newest or stamp > str(newest[name].get("lastUpdated") or ""):
-                if name in newest:
-                    self.report.warnings.append(f"ModelWeights '{name}': an older row is not imported")
-                newest[name] = row
-            else:
-                self.report.warnings.append(f"ModelWeights '{name}': an older row is not imported")
-        for name, row in newest.items():
-            what = f"ModelWeights '{name}'"
-            targets = [m for m in self.models if m.original == name]
-            if not targets:
-                self.skip(what, "no imported model has that name")
-                continue
-            try:
-                vector = to_vector(row.get("weights") or [])
-            except (TypeError, ValueError) as err:
-                self.skip(what, f"weights must be a flat list of finite numbers: {err}")
-                continue
-            if not vector:
-                # A SCHEMAFULL table keeps an array's items only under a `weights.*` field.
-                self.skip(what, "weights is empty (does the source define `weights.*`?)")
-                continue
-            for model in targets:
-                model.weights[WEIGHT_VECTOR] = vector
-
-    def _access(self) -> None:
-        if not self.with_history:
-            if self.catalog.access:
-                self.report.warnings.append(f"{len(self.catalog.access)} ModelAccess rows not imported "
-                                            f"(--with-history imports them into the access log)")
-            return
-        for row in self.catalog.access:
-            model, start, stop = str(row.get("model") or ""), row.get("startAccess"), row.get("stopAccess")
-            uid = str(row.get("uid") or _plain(row.get("id")))
-            if not isinstance(start, datetime):
-                self.skip(f"ModelAccess '{uid}'", "startAccess is not a datetime")
-                continue
-            try:
-                run_id = uuid.UUID(uid)
-            except ValueError:
-                run_id = uuid.uuid5(_RUN_IDS, uid)
-            self.runs.append((model, RunRecord(
-                id=run_id, model=model, version="1", server="unknown", os_user=ACTOR, kind=RunKind.RUN,
-                status=RunStatus.SUCCEEDED, started_at=start,
-                finished_at=stop if isinstance(stop, datetime) else start)))
 
 
 def _quote(command: str) -> str:
@@ -385,10 +73,10 @@ class _Writer:
             await self.uow.audit.append(AuditEntry(actor=self.actor, action=action, target=target,
                                                    before=before, after=after))
 
-    async def servers(self, keys: Iterable[_ServerKey], passwords: set[_ServerKey]) -> dict[_ServerKey, str]:
+    async def servers(self, keys: Iterable[ServerKey], passwords: set[ServerKey]) -> dict[ServerKey, str]:
         """The mer server each key runs on (keys in conflict are left out)."""
         existing = await self.uow.servers.list()
-        names: dict[_ServerKey, str] = {}
+        names: dict[ServerKey, str] = {}
         for key in sorted(set(keys), key=lambda k: (k.kind, k.name)):
             name = await self._server(key, existing)
             if name is None:
@@ -402,7 +90,7 @@ class _Writer:
                 self.report.trust.append(name)
         return names
 
-    async def _server(self, key: _ServerKey, existing: list[Server]) -> str | None:
+    async def _server(self, key: ServerKey, existing: list[Server]) -> str | None:
         def same(s: Server) -> bool:
             if key.kind == "local":
                 return s.kind == "local"
@@ -436,7 +124,7 @@ class _Writer:
             await self.audit("server.update", f"server {key.name}", before, image)
         return key.name
 
-    async def model(self, m: _Model, server: str | None) -> None:
+    async def model(self, m: SourceModel, server: str | None) -> None:
         ref = f"{m.name}@1"
         if server is None:
             self.report.add("model", ref, "skip", f"its server {m.server.name} is a conflict")
@@ -494,12 +182,12 @@ class _Writer:
         for vector, revision in stale.items():
             await self._append(updated, vector, m.weights[vector], revision)
 
-    def _register(self, m: _Model, server: str, model_id: uuid.UUID | None) -> None:
+    def _register(self, m: SourceModel, server: str, model_id: uuid.UUID | None) -> None:
         """What ModelAccess rows find this model by: its Rust MER name or a row's uid."""
         for key in (m.original, *m.uids):
             self.imported[key].append((m.name, server, model_id))
 
-    async def _add_model(self, config: ModelConfig, m: _Model) -> ModelConfig | None:
+    async def _add_model(self, config: ModelConfig, m: SourceModel) -> ModelConfig | None:
         if not self.apply:
             return None
         stored = await self.uow.models.add(config)
@@ -545,7 +233,7 @@ async def import_mer(catalog: RustMerCatalog, uow_factory: UnitOfWorkFactory, *,
     """Map ``catalog`` into mer and compare it with the database; with ``apply``, write it
     in one transaction. Returns the report, entry by entry. Raises StorageError."""
     report = ImportReport(source=catalog.source, applied=apply)
-    mapper = _Mapper(catalog, report, with_history)
+    mapper = Mapper(catalog, report, with_history)
     mapper.run()
     async with uow_factory() as uow:
         writer = _Writer(uow, report, apply=apply, overwrite=overwrite, actor=actor or getpass.getuser())
