@@ -27,6 +27,9 @@ __all__ = [
     "MODES",
     "NETWORKS",
     "ModelConfig",
+    "PIPELINE_PREFIX",
+    "Pipeline",
+    "PipelineStep",
     "ModelParameters",
     "RunKind",
     "RunRecord",
@@ -338,6 +341,33 @@ class RunRecord:
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds() * 1000.0
+
+
+PIPELINE_PREFIX = "pipeline:"  # `run pipeline:NAME`; the model of a pipeline's own run row
+
+
+@dataclass(slots=True)
+class PipelineStep:
+    """One step of a pipeline: a model reference as `run` takes it (``m``, ``m@2``,
+    ``m@live``), resolved when the step runs, and how the previous step's result becomes
+    this step's input: ``maps`` of (``result.PATH``, ``input.PATH``) pairs, applied in
+    order; none means the whole result is the input."""
+
+    model: str
+    maps: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """A named, ordered list of steps; each step's result feeds the next."""
+
+    name: str
+    steps: list[PipelineStep]
+    description: str = ""
+    id: UUID = field(default_factory=uuid4)
+    row_version: int = 1
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
 
 @dataclass(slots=True)

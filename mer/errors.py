@@ -7,7 +7,7 @@ message is written for that user and whose ``exit_code`` a script sees.
     │   └── NeedsConfirmation (exit 2) an edit a person confirms (a terminal asks yes/no)
     │                                  and a script confirms with a flag (--yes, --new)
     ├── NotFound                       (ModelNotFound, ServerNotFound, RunNotFound,
-    │                                   WeightNotFound)
+    │                                   WeightNotFound, PipelineNotFound)
     ├── AlreadyExists                  a unique name is taken
     ├── EditNotAllowed                 an edit without --allow-edit
     ├── ConflictError                  the row changed since it was read (optimistic lock)
@@ -45,6 +45,7 @@ __all__ = [
     "ModelNotFound",
     "NeedsConfirmation",
     "NotFound",
+    "PipelineNotFound",
     "RecordJournaled",
     "RunNotFound",
     "ServerNotFound",
@@ -115,6 +116,11 @@ class RunNotFound(NotFound):
 
 class WeightNotFound(NotFound):
     pass
+
+
+class PipelineNotFound(NotFound):
+    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
+        super().__init__(f"pipeline '{name}' not found{did_you_mean(name, known)}; see `pipelines`")
 
 
 class AlreadyExists(MerError):

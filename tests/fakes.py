@@ -13,6 +13,7 @@ from mer.domain import (
     AuditEntry,
     ModelConfig,
     ModelParameters,
+    Pipeline,
     RunRecord,
     RunRequest,
     RunResult,
@@ -25,7 +26,14 @@ from mer.domain import (
     utcnow,
     vector_sha256,
 )
-from mer.errors import AlreadyExists, ConflictError, ExecutorNotFound, ServerNotFound, UsageError
+from mer.errors import (
+    AlreadyExists,
+    ConflictError,
+    ExecutorNotFound,
+    PipelineNotFound,
+    ServerNotFound,
+    UsageError,
+)
 
 
 class FakeStore:
@@ -36,6 +44,7 @@ class FakeStore:
         self.weights: list[WeightRevision] = []
         self.runs: dict[UUID, RunRecord] = {}
         self.audit: list[AuditEntry] = []
+        self.pipelines: dict[str, Pipeline] = {}
 
 
 class _Servers:
@@ -209,6 +218,33 @@ class _Runs:
                 and (status is None or r.status == status) and (since is None or r.started_at >= since)]
         return copy.deepcopy(sorted(rows, key=lambda r: r.started_at, reverse=True)[:limit])
 
+    async def children(self, parent_id: UUID) -> list[RunRecord]:
+        rows = [r for r in self.s.runs.values() if r.parent_id == parent_id]
+        return copy.deepcopy(sorted(rows, key=lambda r: r.started_at))
+
+
+class _Pipelines:
+    def __init__(self, s: FakeStore) -> None:
+        self.s = s
+
+    async def list(self) -> list[Pipeline]:
+        return [copy.deepcopy(v) for _, v in sorted(self.s.pipelines.items())]
+
+    async def get(self, name: str) -> Pipeline | None:
+        return copy.deepcopy(self.s.pipelines.get(name))
+
+    async def add(self, pipeline: Pipeline) -> Pipeline:
+        if pipeline.name in self.s.pipelines:
+            raise AlreadyExists(f"pipeline '{pipeline.name}' already exists")
+        now = utcnow()
+        self.s.pipelines[pipeline.name] = dataclasses.replace(
+            copy.deepcopy(pipeline), row_version=1, created_at=now, updated_at=now)
+        return copy.deepcopy(self.s.pipelines[pipeline.name])
+
+    async def remove(self, name: str) -> None:
+        if self.s.pipelines.pop(name, None) is None:
+            raise PipelineNotFound(name)
+
 
 class _Audit:
     def __init__(self, s: FakeStore) -> None:
@@ -243,6 +279,7 @@ class FakeUnitOfWork:
         self.servers, self.models = _Servers(self.work), FakeModels(self.work)
         self.parameters, self.weights = _Params(self.work), _Weights(self.work)
         self.runs, self.audit = _Runs(self.work), _Audit(self.work)
+        self.pipelines = _Pipelines(self.work)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

@@ -21,6 +21,7 @@ from mer.domain import (
     AuditEntry,
     ModelConfig,
     ModelParameters,
+    Pipeline,
     RunRecord,
     RunStatus,
     RunTarget,
@@ -32,6 +33,7 @@ __all__ = [
     "AuditRepository",
     "ModelRepository",
     "ParameterRepository",
+    "PipelineRepository",
     "RunLog",
     "RunRepository",
     "SeedRepository",
@@ -130,6 +132,9 @@ class RunRepository(Protocol):
     ) -> list[RunRecord]:
         """Newest first."""
         ...
+    async def children(self, parent_id: UUID) -> list[RunRecord]:
+        """The runs whose parent is ``parent_id`` (a pipeline run's steps), oldest first."""
+        ...
 
 
 class AuditRepository(Protocol):
@@ -138,6 +143,17 @@ class AuditRepository(Protocol):
                     targets_like: Sequence[str] = (), since: datetime | None = None,
                     actor: str | None = None) -> list[AuditEntry]:
         """Newest first; ``targets_like`` are SQL LIKE patterns (``\\`` escapes)."""
+        ...
+
+
+class PipelineRepository(Protocol):
+    async def list(self) -> list[Pipeline]: ...
+    async def get(self, name: str) -> Pipeline | None: ...
+    async def add(self, pipeline: Pipeline) -> Pipeline:
+        """AlreadyExists when the name is taken."""
+        ...
+    async def remove(self, name: str) -> None:
+        """PipelineNotFound when there is none of that name."""
         ...
 
 
@@ -189,6 +205,7 @@ class UnitOfWork(Protocol):
     runs: RunRepository
     audit: AuditRepository
     seeds: SeedRepository
+    pipelines: PipelineRepository
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *exc: Any) -> None: ...

@@ -182,7 +182,7 @@ class AliasRow(Base):
 
 class PipelineRow(Base):
     """A named, ordered list of steps (migration 0007): ``[{"model": "m@live",
-    "map": {"result.y": "input.x"} | null}, ...]``."""
+    "map": [["result.y", "input.x"], ...] | null}, ...]`` (mer/db/pipeline_repository.py)."""
 
     __tablename__ = "pipelines"
 

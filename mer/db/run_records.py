@@ -180,6 +180,12 @@ class SqlRunRepository:
         with map_errors():
             return [self._to_domain(r) for r in await self.session.scalars(stmt)]
 
+    async def children(self, parent_id: UUID) -> list[RunRecord]:
+        """The runs whose parent is ``parent_id`` (a pipeline run's steps), oldest first."""
+        stmt = select(RunRow).where(RunRow.parent_id == parent_id).order_by(RunRow.started_at)
+        with map_errors():
+            return [self._to_domain(r) for r in await self.session.scalars(stmt)]
+
     async def running_on(self, host: str) -> list[RunRecord]:
         """The rows still ``running`` whose owner is a mer on ``host``."""
         stmt = select(RunRow).where(RunRow.status == str(RunStatus.RUNNING),

@@ -1,4 +1,4 @@
-"""The SQLAlchemy unit of work: one AsyncSession, one transaction, seven repositories.
+"""The SQLAlchemy unit of work: one AsyncSession, one transaction, eight repositories.
 
 ``async with uow: ...; await uow.commit()``; leaving the block without a commit rolls
 back, so a failed edit leaves nothing half-written.
@@ -16,11 +16,13 @@ from mer.db.interfaces import (
     AuditRepository,
     ModelRepository,
     ParameterRepository,
+    PipelineRepository,
     RunRepository,
     SeedRepository,
     ServerRepository,
     WeightRepository,
 )
+from mer.db.pipeline_repository import SqlPipelineRepository
 from mer.db.repository import (
     SqlAuditRepository,
     SqlModelRepository,
@@ -49,6 +51,7 @@ class SqlAlchemyUnitOfWork:
         self.runs: RunRepository = SqlRunRepository(session)
         self.audit: AuditRepository = SqlAuditRepository(session)
         self.seeds: SeedRepository = SqlSeedRepository(session)
+        self.pipelines: PipelineRepository = SqlPipelineRepository(session)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
