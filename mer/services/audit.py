@@ -20,11 +20,12 @@ def _like(text: str) -> str:
 
 
 def subject_patterns(subject: str) -> list[str]:
-    """The audit targets about a model (every version, or one: ``m@2``) or a server."""
+    """The audit targets about a model (every version, or one: ``m@2``), a server or a
+    pipeline."""
     name = _like(subject)
     if "@" in subject:
         return [f"model {name}", f"weights {name}/%"]
-    return [f"model {name}@%", f"weights {name}@%/%", f"server {name}"]
+    return [f"model {name}@%", f"weights {name}@%/%", f"server {name}", f"pipeline {name}"]
 
 
 async def audit_log(ctx: ServiceContext, subject: str | None = None,

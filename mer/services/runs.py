@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from mer.domain import (
     ContainerSpec,
@@ -120,6 +121,7 @@ async def run_model(
     kind: RunKind = RunKind.RUN,
     sinks: Sinks | None = None,
     input_files: dict[str, str] | None = None,
+    parent_id: UUID | None = None,  # the run this one is a step of (a pipeline's)
 ) -> tuple[RunRecord, RunResult | None]:
     """Run (or train) a model once and record it. Returns the completed record and the
     executor's result. ``input_files`` (name -> path) go into a container model's
@@ -139,7 +141,8 @@ async def run_model(
     command = _command(plan, kind)
     owner = this_owner()
     record = RunRecord(model=plan.target.model.name, version="", server="", os_user=ctx.actor,
-                       kind=kind, owner_host=owner.host, owner_pid=owner.pid, owner_start=owner.start)
+                       kind=kind, owner_host=owner.host, owner_pid=owner.pid, owner_start=owner.start,
+                       parent_id=parent_id)
     _stamp(record, plan)
     # The row is written before the model starts; the insert also tells whether the
     # catalog changed since the cached plan was read.
