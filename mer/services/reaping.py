@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from mer.domain import RunRecord, RunStatus, utcnow
+from mer.domain import PIPELINE_PREFIX, RunRecord, RunStatus, utcnow
 from mer.errors import MerError
 from mer.services.context import ServiceContext
 from mer.services.ownership import owner_alive, owner_token, this_owner
@@ -47,6 +47,8 @@ async def reap_lost_runs(ctx: ServiceContext) -> list[RunRecord]:
 
 
 async def _kill_group(ctx: ServiceContext, record: RunRecord) -> str:
+    if record.model.startswith(PIPELINE_PREFIX):
+        return "a pipeline has no process of its own (its steps are runs of their own)"
     async with ctx.uow() as uow:
         server = await uow.servers.get(record.server)
     if server is None:

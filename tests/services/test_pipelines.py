@@ -245,3 +245,20 @@ async def test_an_unknown_pipeline_runs_nothing(ctx: ServiceContext, store: Fake
     with pytest.raises(PipelineNotFound, match="did you mean 'chain'"):
         await run_pipeline(ctx, "chian")
     assert store.runs == {}
+
+
+async def test_a_pipeline_run_whose_mer_is_gone_is_reaped_lost(ctx: ServiceContext,
+                                                               store: FakeStore) -> None:
+    from mer.domain import RunRecord
+    from mer.services.ownership import this_owner
+    from mer.services.reaping import reap_lost_runs
+
+    owner = this_owner()  # this host and pid, but another start time: a mer long gone
+    orphan = RunRecord(model="pipeline:chain", version="1", server="-", os_user="x",
+                       owner_host=owner.host, owner_pid=owner.pid, owner_start="0:0")
+    await ctx.run_log.start(orphan)
+    assert [r.id for r in await reap_lost_runs(ctx)] == [orphan.id]
+    row = store.runs[orphan.id]
+    assert row.status is RunStatus.LOST
+    assert row.error is not None and row.error.endswith("a pipeline has no process of its own "
+                                                        "(its steps are runs of their own)")
