@@ -27,12 +27,14 @@ NOUNS: dict[str, Noun] = {
     "weights": Noun(("show", "history", "set", "rollback", "remove"), None, "show", names=2),
     "server": Noun(("list", "show", "add", "set", "remove", "trust", "ping"), "list", "show"),
     "runs": Noun(("list", "show", "artifact"), "list", "show"),
+    "pipeline": Noun(("list", "show", "add", "remove", "run"), "list", "show"),
 }
 
 # Whole-command shorthands: today's spellings and the names the original Rust MER used.
 ALIASES: dict[str, str] = {
     "models": "model list", "show": "model show", "set": "model set",
     "servers": "server list", "ping": "server ping",
+    "pipelines": "pipeline list",
     "model-list": "model list", "ls": "model list", "model-info": "model show",
     "model-ping": "server ping", "model-execute": "run", "model-modify": "model set",
     "model-create": "model add", "model-delete": "model remove",

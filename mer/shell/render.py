@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 if TYPE_CHECKING:
-    from mer.domain import RunRecord, Server, WeightRevision, WorkerInfo
+    from mer.domain import Pipeline, RunRecord, Server, WeightRevision, WorkerInfo
 
-__all__ = ["RUN_HEADERS", "Table", "dumps", "fit", "run_image", "run_rows", "run_summary",
-           "run_text", "table", "weight_image", "when"]
+__all__ = ["PIPELINE_HEADERS", "RUN_HEADERS", "STEP_HEADERS", "Table", "dumps", "fit",
+           "pipeline_rows", "pipeline_text", "run_image", "run_rows", "run_summary", "run_text",
+           "step_image", "step_rows", "table", "weight_image", "when"]
 
 
 def _default(value: Any) -> Any:
@@ -146,9 +147,9 @@ def run_rows(records: Sequence[RunRecord]) -> list[list[Any]]:
             for r in records]
 
 
-def run_text(r: RunRecord) -> str:
-    """``runs show``: every field on its own line (``-`` where there is none), then the
-    run's output."""
+def run_text(r: RunRecord, steps: Sequence[RunRecord] | None = None) -> str:
+    """``runs show``: every field on its own line (``-`` where there is none), a
+    pipeline run's steps, then the run's output."""
     image = run_image(r, full=True)
     image["started_at"], image["finished_at"] = when(r.started_at), when(r.finished_at)
     lines = []
@@ -168,7 +169,43 @@ def run_text(r: RunRecord) -> str:
         rows = [[a.name, a.size, a.sha256, "yes" if a.kept else "no (over MER_ARTIFACT_CAP)"]
                 for a in r.artifacts]
         lines += ["  " + line for line in table(["name", "size", "sha256", "kept"], rows).splitlines()]
+    if steps is not None:
+        lines.append("steps:")
+        lines += ["  " + line for line in table(STEP_HEADERS, step_rows(steps)).splitlines()]
     lines.append("--- stdout ---\n" + (r.stdout or "") + "--- stderr ---\n" + (r.stderr or ""))
+    return "\n".join(lines)
+
+
+STEP_HEADERS = ("step", "run", "model", "status", "exit", "duration")
+
+
+def step_image(r: RunRecord) -> dict[str, Any]:
+    """A pipeline step's run, as a pipeline run's JSON lists it."""
+    return {"id": str(r.id), "model": r.model, "version": r.version, "status": str(r.status),
+            "exit_code": r.exit_code,
+            "duration_ms": None if r.duration_ms is None else round(r.duration_ms, 3)}
+
+
+def step_rows(steps: Sequence[RunRecord]) -> list[list[Any]]:
+    return [[n, str(r.id)[:8], f"{r.model}@{r.version}", r.status, r.exit_code,
+             _duration(r.duration_ms)] for n, r in enumerate(steps, start=1)]
+
+
+PIPELINE_HEADERS = ("pipeline", "steps", "description")
+
+
+def pipeline_rows(pipelines: Sequence[Pipeline]) -> list[list[Any]]:
+    return [[p.name, " -> ".join(s.model for s in p.steps), p.description] for p in pipelines]
+
+
+def pipeline_text(p: Pipeline) -> str:
+    """``pipeline show``: its fields, then its steps in order with their maps."""
+    lines = [f"{'name:':13}{p.name}", f"{'description:':13}{p.description or '-'}",
+             f"{'version:':13}{p.row_version}", f"{'created:':13}{when(p.created_at)}",
+             "steps:"]
+    rows = [[n, s.model, ", ".join(f"{src}={dst}" for src, dst in s.maps) or "-"]
+            for n, s in enumerate(p.steps, start=1)]
+    lines += ["  " + line for line in table(["step", "model", "map"], rows).splitlines()]
     return "\n".join(lines)
 
 

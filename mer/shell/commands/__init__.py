@@ -2,6 +2,7 @@
 
 from mer.shell.commands.audit import AuditCommands
 from mer.shell.commands.models import ModelCommands
+from mer.shell.commands.pipelines import PipelineCommands
 from mer.shell.commands.running import RunCommands
 from mer.shell.commands.runs import RunLogCommands
 from mer.shell.commands.servers import ServerCommands
@@ -9,6 +10,6 @@ from mer.shell.commands.shell import ShellCommands
 from mer.shell.commands.weights import WeightCommands
 
 COMMAND_SETS = (ModelCommands, WeightCommands, ServerCommands, RunCommands, RunLogCommands,
-                AuditCommands, ShellCommands)
+                AuditCommands, ShellCommands, PipelineCommands)
 
 __all__ = ["COMMAND_SETS"]

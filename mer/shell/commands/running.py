@@ -17,6 +17,7 @@ from mer.errors import EXIT_OUTPUT_CLOSED, EditNotAllowed, MerError, UsageError
 from mer.lazy import lazy_module
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command
+from mer.shell.commands.pipelines import launch_pipeline
 from mer.shell.commands.weights import change_image, change_text
 from mer.shell.confirm import DECLINED, confirmed
 from mer.shell.parsing import ParserRecipe, add_json, parser
@@ -138,12 +139,15 @@ class RunCommands(MerCommands):
                       stderr=self._sink(sys.stderr, spinner))
         record: RunRecord
         with spinner or nullcontext():
-            record, _ = self.call(run_svc.run_model(
-                self.ctx(), args.model, input=self._input(args),
-                params=run_svc.parse_param_overrides(args.param), server=args.server,
-                timeout=args.timeout, kind=kind, sinks=sinks,
-                input_files=run_svc.parse_input_files(args.input_file),
-            ))
+            if args.model.startswith(domain.PIPELINE_PREFIX):  # `run pipeline:NAME`: its steps
+                record = launch_pipeline(self, args, kind, self._input(args), sinks)
+            else:
+                record, _ = self.call(run_svc.run_model(
+                    self.ctx(), args.model, input=self._input(args),
+                    params=run_svc.parse_param_overrides(args.param), server=args.server,
+                    timeout=args.timeout, kind=kind, sinks=sinks,
+                    input_files=run_svc.parse_input_files(args.input_file),
+                ))
         if shell.closed_output:
             raise SystemExit(EXIT_OUTPUT_CLOSED)
         if str(record.status) != "succeeded":

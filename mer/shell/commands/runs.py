@@ -17,10 +17,12 @@ from mer.shell.parsing import Later, add_json, parser, since
 if TYPE_CHECKING:
     from mer import domain
     from mer.services import artifacts as artifact_svc
+    from mer.services import pipeline_runs as pipeline_run_svc
     from mer.services import runs as run_svc
 else:
     domain = lazy_module("mer.domain")
     artifact_svc = lazy_module("mer.services.artifacts")
+    pipeline_run_svc = lazy_module("mer.services.pipeline_runs")
     run_svc = lazy_module("mer.services.runs")
 
 __all__ = ["RunLogCommands"]
@@ -66,7 +68,11 @@ class RunLogCommands(MerCommands):
     @verb("runs", "show", _show)
     def runs_show(self, args: argparse.Namespace) -> None:
         record = self.call(run_svc.get_run(self.ctx(), args.run_id))
-        self.emit(args, render.run_image(record, full=True), lambda: render.run_text(record))
+        steps = self.call(pipeline_run_svc.pipeline_steps(self.ctx(), record))  # None: a model's
+        image = render.run_image(record, full=True)
+        if steps is not None:
+            image["steps"] = [render.step_image(s) for s in steps]
+        self.emit(args, image, lambda: render.run_text(record, steps))
 
     @verb("runs", "artifact", _artifact)
     def runs_artifact(self, args: argparse.Namespace) -> None:
