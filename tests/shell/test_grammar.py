@@ -97,6 +97,7 @@ def test_a_model_named_like_a_verb_is_reached_with_the_verb(sh: ShellOnFakes) ->
     "weights set lin w --values 1", "weights rollback lin w 1",
     "server add s2 --kind local", "server remove local", "server trust local",
     "model-create x --server local --command true", "model-delete lin",
+    "pipeline add p --step lin", "pipeline remove p",
 ])
 def test_every_edit_is_refused_without_allow_edit(ro: ShellOnFakes, line: str) -> None:
     before = (len(ro.store.models), len(ro.store.weights), len(ro.store.audit),

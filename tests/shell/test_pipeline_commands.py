@@ -1,9 +1,11 @@
 """`pipeline add|list|show|remove|run`, `pipelines`, `run pipeline:NAME` and `runs show`
-of a pipeline run, in-process on the fakes."""
+of a pipeline run, in-process on the fakes; Ctrl-C mid-pipeline in the real `mer`."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +13,9 @@ import pytest
 from mer.domain import ModelConfig, RunResult, RunStatus
 from mer.services import models as model_svc
 from mer.services.context import ServiceContext
+from tests.processes import owned_by
 from tests.services.test_pipelines import BEHAVIOURS, ModelsByName
+from tests.shell.conftest import Mer
 from tests.shell.harness import ShellOnFakes
 
 
@@ -144,3 +148,20 @@ def test_a_plain_model_run_is_unchanged(sh: ShellOnFakes) -> None:
     image = json.loads(_ok(sh("run echo --data 5 --json")))
     assert image["result"] == 5 and "steps" not in image
     assert [r.parent_id for r in sh.store.runs.values()] == [None]
+
+
+def test_ctrl_c_mid_pipeline_cancels_the_running_step_and_the_pipeline(mer: Mer) -> None:
+    added = mer.main("--allow-edit", "-c", "pipeline add p --step echo --step slow --step echo")
+    assert added.returncode == 0, added.stderr
+    proc = mer.popen("-c", "run pipeline:p", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline(), proc.stdout.readline()]  # echo's result, then slow's tick
+    assert lines[0].startswith('{"echo"') and "tick 1" in lines[1], lines
+    assert owned_by(proc.pid)  # slow runs (what is checked gone below)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    rows = json.loads(mer.main("--json", "-c", "runs --limit 5").stdout)
+    assert [(r["model"], r["status"]) for r in rows] == [
+        ("slow", "cancelled"), ("echo", "succeeded"), ("pipeline:p", "cancelled")]
+    assert rows[2]["error"] == "step 2 (slow) cancelled by the user" and rows[2]["finished_at"]
+    assert not owned_by(proc.pid)  # the step's model was killed

@@ -22,6 +22,8 @@ EVERY_COMMAND = [
     "weights set lin w --values 1,2,3", "weights set lin v --values 1 --new", "weights remove lin v --yes",
     "server add s2 --kind local", "server trust local --yes", "server trust local --fingerprint SHA256:fake",
     "server remove s2", "model remove x --yes",
+    "pipeline add p --step lin --step echo", "pipelines", "pipeline show p", "run pipeline:p --data 1",
+    "pipeline run p --data 1", "pipeline remove p",
 ]
 
 
