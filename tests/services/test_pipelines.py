@@ -178,6 +178,9 @@ async def test_each_steps_result_is_the_next_steps_input(ctx: ServiceContext, st
     assert (row.status, row.result, row.parent_id) == (RunStatus.SUCCEEDED, {"x": 5}, None)
     assert [s.id for s in await pipeline_steps(ctx, row)] == [s.id for s in steps]
     assert all(store.runs[s.id].parent_id == record.id for s in steps)
+    assert {r.timeout for r in executor.requests} == {None}  # each model's own timeout
+    await run_pipeline(ctx, "chain", input={"x": 1}, timeout=7)
+    assert [r.timeout for r in executor.requests[3:]] == [7, 7, 7]  # --timeout: each step's
 
 
 async def test_a_map_builds_the_next_input(ctx: ServiceContext, executor: ModelsByName) -> None:
