@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from mer.domain import ModelConfig, Server, WeightRevision
+from mer.domain import ModelConfig, RunRecord, Server, WeightRevision, WorkerInfo, utcnow
 from mer.errors import AlreadyExists, EditNotAllowed, ModelNotFound, NotFound, UsageError
 from mer.services import aliases as alias_svc
 from mer.services import models as model_svc
@@ -14,7 +14,7 @@ from mer.services import runs as run_svc
 from mer.services import servers as server_svc
 from mer.services import versions as version_svc
 from mer.services import weights as weight_svc
-from mer.services.context import ServiceContext
+from mer.services.context import ServiceContext, UowRunLog
 from tests.fakes import FakeExecutor, FakeRegistry, FakeStore, FakeUnitOfWork
 
 
@@ -218,3 +218,53 @@ async def test_a_bad_copy_is_one_line_and_stores_nothing(ctx, store, target, sou
     with pytest.raises(error, match=message):
         await version_svc.add_model_from(ctx, target, source, changes)
     assert (len(store.models), len(store.weights), len(store.params), len(store.audit)) == before
+
+
+async def test_stop_by_alias_stops_the_version_it_names(ctx, store, executor) -> None:
+    await alias_svc.set_alias(ctx, "m", "live", "1")
+    stopped: list[tuple[str, str, str | None]] = []
+
+    class Workers(FakeRegistry):
+        def workers(self) -> list[WorkerInfo]:
+            return [WorkerInfo(server="local", model="m", version="1", pid=1, started_at=utcnow())]
+
+    async def stop_worker(server, model, version=None):  # noqa: ANN001, ANN202
+        stopped.append((server.name, model, version))
+        return 1
+
+    executor.stop_worker = stop_worker
+    live = ServiceContext(uow=ctx.uow, executors=Workers(executor), actor="ann")
+    assert await run_svc.stop_model(live, "m@live") == 1
+    assert await run_svc.stop_model(live, "m@2") == 0  # no worker of version 2
+    assert await run_svc.stop_model(live, "m") == 1  # a name alone: every version
+    assert stopped == [("local", "m", "1"), ("local", "m", None)]
+
+
+class _FixedGeneration(UowRunLog):
+    """A run log over the fakes whose catalog generation never moves: plans are cached."""
+
+    async def catalog_generation(self) -> int | None:
+        return 1
+
+    async def start(self, record: RunRecord) -> int | None:
+        await super().start(record)
+        return 1
+
+
+async def test_a_cached_run_reads_nothing_of_the_catalog_plain_or_by_alias(ctx, store,
+                                                                          executor) -> None:
+    await alias_svc.set_alias(ctx, "m", "live", "1")
+    opened: list[str] = []
+
+    def uow() -> FakeUnitOfWork:
+        opened.append("uow")
+        return FakeUnitOfWork(store)
+
+    cached = ServiceContext(uow=uow, executors=FakeRegistry(executor), actor="ann")
+    cached.run_log = _FixedGeneration(lambda: FakeUnitOfWork(store))  # not counted: the log
+    for ref in ("m", "m@live"):
+        await run_svc.run_model(cached, ref)  # reads the plan once
+        before = len(opened)
+        record, _ = await run_svc.run_model(cached, ref)
+        assert len(opened) == before, f"a cached run of {ref} read the catalog"
+        assert record.alias == ("live" if ref == "m@live" else None)
