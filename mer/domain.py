@@ -26,6 +26,7 @@ __all__ = [
     "FRAMINGS",
     "MODES",
     "NETWORKS",
+    "ModelAlias",
     "ModelConfig",
     "PIPELINE_PREFIX",
     "Pipeline",
@@ -137,6 +138,25 @@ class ModelConfig:
 
     @property
     def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(slots=True)
+class ModelAlias:
+    """``name@alias`` names one version of model ``name`` (``m@live`` -> ``m@3``): a stable
+    name for "the version in production" that an admin moves from version to version."""
+
+    name: str
+    alias: str
+    version: str
+    updated_at: datetime | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.alias}"
+
+    @property
+    def target(self) -> str:
         return f"{self.name}@{self.version}"
 
 

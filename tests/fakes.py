@@ -11,6 +11,7 @@ from uuid import UUID
 
 from mer.domain import (
     AuditEntry,
+    ModelAlias,
     ModelConfig,
     ModelParameters,
     Pipeline,
@@ -40,6 +41,7 @@ class FakeStore:
     def __init__(self) -> None:
         self.servers: dict[str, Server] = {}
         self.models: dict[UUID, ModelConfig] = {}
+        self.aliases: dict[tuple[str, str], ModelAlias] = {}
         self.params: dict[UUID, ModelParameters] = {}
         self.weights: list[WeightRevision] = []
         self.runs: dict[UUID, RunRecord] = {}
@@ -84,8 +86,13 @@ class FakeModels:
                        if server is None or m.server == server), key=lambda m: (m.name, m.version))
 
     async def get(self, name: str, version: str | None = None) -> ModelConfig | None:
-        found = [m for m in self.s.models.values()
-                 if m.name == name and (version is None or m.version == version)]
+        found = [m for m in self.s.models.values() if m.name == name]
+        if version is not None:
+            alias = self.s.aliases.get((name, version))
+            exact = [m for m in found if m.version == version]
+            found = exact or [m for m in found if alias is not None and m.version == alias.version]
+        else:
+            found = [m for m in found if m.enabled] or found  # the newest enabled version
         return copy.deepcopy(max(found, key=lambda m: m.version)) if found else None
 
     async def get_by_id(self, model_id: UUID) -> ModelConfig | None:
@@ -100,7 +107,10 @@ class FakeModels:
                          copy.deepcopy(params.values) if params else {})
 
     async def add(self, model: ModelConfig) -> ModelConfig:
-        if await self.get(model.name, model.version):
+        found = await self.get(model.name, model.version)
+        if found is not None and found.version != model.version:
+            raise AlreadyExists(f"'{model.ref}' is an alias of {found.ref}")
+        if found is not None:
             raise AlreadyExists(f"model '{model.ref}' already exists")
         if model.server not in self.s.servers:
             raise ServerNotFound(model.server)
@@ -118,6 +128,26 @@ class FakeModels:
         self.s.models.pop(model_id)
         self.s.params.pop(model_id, None)
         self.s.weights = [w for w in self.s.weights if w.model_id != model_id]
+
+
+class _Aliases:
+    def __init__(self, s: FakeStore) -> None:
+        self.s = s
+
+    async def list(self, name: str | None = None) -> list[ModelAlias]:
+        return [copy.deepcopy(a) for _, a in sorted(self.s.aliases.items())
+                if name is None or a.name == name]
+
+    async def get(self, name: str, alias: str) -> ModelAlias | None:
+        return copy.deepcopy(self.s.aliases.get((name, alias)))
+
+    async def set(self, alias: ModelAlias) -> ModelAlias:
+        stored = dataclasses.replace(alias, updated_at=utcnow())
+        self.s.aliases[(alias.name, alias.alias)] = stored
+        return copy.deepcopy(stored)
+
+    async def remove(self, name: str, alias: str) -> bool:
+        return self.s.aliases.pop((name, alias), None) is not None
 
 
 class _Params:
@@ -277,6 +307,7 @@ class FakeUnitOfWork:
     async def __aenter__(self) -> FakeUnitOfWork:
         self.work = copy.deepcopy(self.store)
         self.servers, self.models = _Servers(self.work), FakeModels(self.work)
+        self.aliases = _Aliases(self.work)
         self.parameters, self.weights = _Params(self.work), _Weights(self.work)
         self.runs, self.audit = _Runs(self.work), _Audit(self.work)
         self.pipelines = _Pipelines(self.work)

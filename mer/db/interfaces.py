@@ -19,6 +19,7 @@ from uuid import UUID
 
 from mer.domain import (
     AuditEntry,
+    ModelAlias,
     ModelConfig,
     ModelParameters,
     Pipeline,
@@ -30,6 +31,7 @@ from mer.domain import (
 )
 
 __all__ = [
+    "AliasRepository",
     "AuditRepository",
     "ModelRepository",
     "ParameterRepository",
@@ -58,7 +60,10 @@ class ServerRepository(Protocol):
 class ModelRepository(Protocol):
     async def list(self, server: str | None = None) -> list[ModelConfig]: ...
     async def get(self, name: str, version: str | None = None) -> ModelConfig | None:
-        """``version=None`` picks the highest version of that name (natural sort)."""
+        """``version=None`` picks the newest enabled version of that name (natural sort;
+        the newest of all when none is enabled). A ``version`` that is no version of the
+        model is looked up as one of its aliases (``live`` of ``m@live``): the one place
+        where a model reference is resolved."""
         ...
     async def get_by_id(self, model_id: UUID) -> ModelConfig | None: ...
     async def get_run_target(self, name: str, version: str | None = None) -> RunTarget | None:
@@ -71,6 +76,22 @@ class ModelRepository(Protocol):
         ...
     async def remove(self, model_id: UUID) -> None:
         """Removes the model with its parameters and weights; runs and audit rows stay."""
+        ...
+
+
+class AliasRepository(Protocol):
+    """Aliases of model versions (``m@live`` -> ``m@3``), keyed by (model name, alias)."""
+
+    async def list(self, name: str | None = None) -> list[ModelAlias]:
+        """Sorted by model name, then alias; only ``name``'s when given."""
+        ...
+    async def get(self, name: str, alias: str) -> ModelAlias | None: ...
+    async def set(self, alias: ModelAlias) -> ModelAlias:
+        """Point the alias at ``alias.version``: a new alias, or one moved (one row).
+        Raises ConflictError when another session created it at the same time."""
+        ...
+    async def remove(self, name: str, alias: str) -> bool:
+        """Whether there was such an alias."""
         ...
 
 
@@ -200,6 +221,7 @@ class UnitOfWork(Protocol):
 
     servers: ServerRepository
     models: ModelRepository
+    aliases: AliasRepository
     parameters: ParameterRepository
     weights: WeightRepository
     runs: RunRepository

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mer.db.engine import map_errors
-from mer.db.orm import AuditRow, ModelRow, ParameterRow, ServerRow, WeightRow
+from mer.db.orm import AliasRow, AuditRow, ModelRow, ParameterRow, ServerRow, WeightRow
 from mer.domain import (
     AuditEntry,
     ModelConfig,
@@ -202,13 +202,24 @@ class SqlModelRepository(_Repo):
         return models
 
     async def _newest(self, stmt: Any, name: str, version: str | None) -> Any:
-        """The row of that version, or of the highest version (natural order) of name."""
+        """The row of that version, or of the version an alias of that name points at;
+        without a version, the newest enabled version (natural order) of name, else the
+        newest. One query either way: the alias is a subquery, not a round trip."""
         stmt = stmt.where(ModelRow.name == name)
         if version is not None:
-            stmt = stmt.where(ModelRow.version == version)
+            aliased = select(AliasRow.version).where(AliasRow.name == name,
+                                                     AliasRow.alias == version)
+            stmt = stmt.where(or_(ModelRow.version == version, ModelRow.version.in_(aliased)))
         with map_errors():
             rows = (await self.session.execute(stmt)).all()
-        return max(rows, key=lambda r: _natural_key(r[0].version)) if rows else None
+        if not rows:
+            return None
+        if version is not None:
+            # A version of that name wins over an alias spelled the same (which the
+            # services refuse to create anyway).
+            return next((r for r in rows if r[0].version == version), rows[0])
+        enabled = [r for r in rows if r[0].enabled] or rows
+        return max(enabled, key=lambda r: _natural_key(r[0].version))
 
     async def get(self, name: str, version: str | None = None) -> ModelConfig | None:
         found = await self._newest(self._select(), name, version)
@@ -236,7 +247,11 @@ class SqlModelRepository(_Repo):
         return self._to_domain(*found) if found else None
 
     async def add(self, model: ModelConfig) -> ModelConfig:
-        if await self.get(model.name, model.version) is not None:
+        found = await self.get(model.name, model.version)
+        if found is not None and found.version != model.version:
+            raise AlreadyExists(f"'{model.ref}' is an alias of {found.ref}; give the new version "
+                                f"another name (or `model unalias {model.name} {model.version}`)")
+        if found is not None:
             raise AlreadyExists(f"model '{model.ref}' already exists; see `show {model.ref}`")
         now = utcnow()
         values = await self._values(model)

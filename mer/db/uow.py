@@ -11,8 +11,10 @@ from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from mer.db.alias_repository import SqlAliasRepository
 from mer.db.engine import make_session_factory, map_errors
 from mer.db.interfaces import (
+    AliasRepository,
     AuditRepository,
     ModelRepository,
     ParameterRepository,
@@ -46,6 +48,7 @@ class SqlAlchemyUnitOfWork:
         # Typed as the interfaces: mypy holds each repository to its protocol.
         self.servers: ServerRepository = SqlServerRepository(session)
         self.models: ModelRepository = SqlModelRepository(session)
+        self.aliases: AliasRepository = SqlAliasRepository(session)
         self.parameters: ParameterRepository = SqlParameterRepository(session)
         self.weights: WeightRepository = SqlWeightRepository(session)
         self.runs: RunRepository = SqlRunRepository(session)

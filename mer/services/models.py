@@ -60,6 +60,7 @@ class ModelView:
     parameters: dict[str, Any]
     weights: list[WeightSummary]
     parameters_version: int = 0  # the parameters' row version (0: none stored yet)
+    aliases: tuple[str, ...] = ()  # the aliases that name this version (``live`` of m@live)
 
 
 def model_image(m: ModelConfig) -> dict[str, Any]:
@@ -118,7 +119,12 @@ async def show_model(ctx: ServiceContext, ref: str) -> ModelView:
             WeightSummary(w.name, w.revision, w.length, w.sha256, w.author, w.created_at)
             for w in await uow.weights.latest(model.id)
         ]
-    return ModelView(model, params.values, weights, params.row_version)
+        aliases = await _aliases_of(uow, model)
+    return ModelView(model, params.values, weights, params.row_version, aliases)
+
+
+async def _aliases_of(uow: UnitOfWork, model: ModelConfig) -> tuple[str, ...]:
+    return tuple(a.alias for a in await uow.aliases.list(model.name) if a.version == model.version)
 
 
 async def add_model(ctx: ServiceContext, model: ModelConfig) -> ModelConfig:
@@ -136,6 +142,12 @@ async def remove_model(ctx: ServiceContext, ref: str, expect: Expect = None) -> 
     async with ctx.uow() as uow:
         model = await find_model(uow, ref)
         _check_version(model, expect)
+        aliases = await _aliases_of(uow, model)
+        if aliases:
+            # An alias must never name a version that is gone (m@live would run nothing).
+            raise UsageError(f"'{model.ref}' is {', '.join(f'{model.name}@{a}' for a in aliases)};"
+                             f" move the alias (`model alias {model.name} {aliases[0]} VERSION`)"
+                             f" or remove it (`model unalias {model.name} {aliases[0]}`) first")
         await uow.models.remove(model.id)
         await _audit(ctx, uow, "model.remove", f"model {model.ref}", model_image(model), None)
         await uow.commit()

@@ -16,10 +16,11 @@ __all__ = ["Names", "completion_names"]
 @dataclass(frozen=True, slots=True)
 class Names:
     models: tuple[str, ...] = ()  # each model name once
-    refs: tuple[str, ...] = ()  # every name@version
+    refs: tuple[str, ...] = ()  # every name@version and name@alias
     servers: tuple[str, ...] = ()
     params: dict[str, tuple[str, ...]] = field(default_factory=dict)  # by model name,
     weights: dict[str, tuple[str, ...]] = field(default_factory=dict)  # over its versions
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)  # by model name
 
 
 async def completion_names(ctx: ServiceContext) -> Names:
@@ -27,15 +28,20 @@ async def completion_names(ctx: ServiceContext) -> Names:
     async with ctx.uow() as uow:
         models = await uow.models.list()
         servers = await uow.servers.list()
+        aliases = await uow.aliases.list()
         params: dict[str, set[str]] = {}
         weights: dict[str, set[str]] = {}
         for m in models:
             params.setdefault(m.name, set()).update((await uow.parameters.get(m.id)).values)
             weights.setdefault(m.name, set()).update(await uow.weights.names(m.id))
+    of_model: dict[str, list[str]] = {}
+    for a in aliases:  # sorted by the repository
+        of_model.setdefault(a.name, []).append(a.alias)
     return Names(
         models=tuple(sorted({m.name for m in models})),
-        refs=tuple(sorted(m.ref for m in models)),
+        refs=tuple(sorted({m.ref for m in models} | {a.ref for a in aliases})),
         servers=tuple(sorted(s.name for s in servers)),
         params={k: tuple(sorted(v)) for k, v in params.items()},
         weights={k: tuple(sorted(v)) for k, v in weights.items()},
+        aliases={k: tuple(v) for k, v in of_model.items()},
     )

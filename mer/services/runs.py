@@ -142,7 +142,7 @@ async def run_model(
     owner = this_owner()
     record = RunRecord(model=plan.target.model.name, version="", server="", os_user=ctx.actor,
                        kind=kind, owner_host=owner.host, owner_pid=owner.pid, owner_start=owner.start,
-                       parent_id=parent_id)
+                       parent_id=parent_id, alias=_alias(key, plan))
     _stamp(record, plan)
     # The row is written before the model starts; the insert also tells whether the
     # catalog changed since the cached plan was read.
@@ -267,6 +267,13 @@ def _command(plan: RunPlan, kind: RunKind) -> list[str]:
     return model.train_command
 
 
+def _alias(key: tuple[str, str | None], plan: RunPlan) -> str | None:
+    """The alias a run was called by: ``live`` of ``m@live`` (the lookup resolves a
+    version part that is no version of the model as an alias)."""
+    asked = key[1]
+    return asked if asked is not None and asked != plan.target.model.version else None
+
+
 def _stamp(record: RunRecord, plan: RunPlan) -> None:
     model = plan.target.model
     record.model_id, record.version, record.server = model.id, model.version, plan.target.server.name
@@ -328,7 +335,8 @@ async def stop_model(ctx: ServiceContext, ref: str) -> int:
     async with ctx.uow() as uow:
         model: ModelConfig = await find_model(uow, ref)
         servers: list[Server] = await uow.servers.list()
-    version = ref.partition("@")[2] or None
+    # m@live: the version live names; a name alone: every version
+    version = model.version if parse_model_ref(ref)[1] is not None else None
     # Only executors that hold a worker of this model are asked (no needless ssh import).
     live = {w.server for w in ctx.executors.workers()
             if w.model == model.name and (version is None or w.version == version)}

@@ -27,6 +27,14 @@ class CompletionCache:
         """Each model once; its versions (name@version) once the word has an ``@``."""
         return self.names.refs if "@" in typed else self.names.models
 
+    def versions(self, name: str | None) -> tuple[str, ...]:
+        """A model's versions and aliases (what may follow ``name@``)."""
+        head = f"{(name or '').partition('@')[0]}@"
+        return tuple(r[len(head):] for r in self.names.refs if r.startswith(head)) if name else ()
+
+    def aliases(self, ref: str | None) -> tuple[str, ...]:
+        return self._of_model(self.names.aliases, ref)
+
     def params(self, ref: str | None) -> tuple[str, ...]:
         return self._of_model(self.names.params, ref)
 

@@ -22,7 +22,8 @@ class Noun:
 
 
 NOUNS: dict[str, Noun] = {
-    "model": Noun(("list", "show", "add", "set", "remove", "enable", "disable"), "list", "show"),
+    "model": Noun(("list", "show", "add", "set", "remove", "enable", "disable", "alias",
+                   "unalias"), "list", "show"),
     "param": Noun(("show", "set", "unset"), None, "show"),
     "weights": Noun(("show", "history", "set", "rollback", "remove"), None, "show", names=2),
     "server": Noun(("list", "show", "add", "set", "remove", "trust", "ping"), "list", "show"),

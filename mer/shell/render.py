@@ -110,8 +110,8 @@ def fit(t: Table, width: int, colour: bool) -> str:
 
 def run_image(r: RunRecord, full: bool = False) -> dict[str, Any]:
     image: dict[str, Any] = {
-        "id": str(r.id), "model": r.model, "version": r.version, "server": r.server,
-        "kind": str(r.kind), "status": str(r.status), "exit_code": r.exit_code,
+        "id": str(r.id), "model": r.model, "version": r.version, "alias": r.alias,
+        "server": r.server, "kind": str(r.kind), "status": str(r.status), "exit_code": r.exit_code,
         "started_at": r.started_at, "finished_at": r.finished_at,
         "duration_ms": None if r.duration_ms is None else round(r.duration_ms, 3),
         "os_user": r.os_user, "weight_revisions": r.weight_revisions,
@@ -134,7 +134,8 @@ def run_summary(r: RunRecord) -> str:
     A worker's answer has no exit status of its own, so none is shown."""
     code = "" if r.exit_code is None else f" (exit {r.exit_code})"
     tail = f": {r.error}" if r.error and str(r.status) != "succeeded" else ""
-    return (f"{r.model}@{r.version} {r.status}{code} in {_duration(r.duration_ms or 0.0)}; "
+    called = f" ({r.model}@{r.alias})" if r.alias else ""
+    return (f"{r.model}@{r.version}{called} {r.status}{code} in {_duration(r.duration_ms or 0.0)}; "
             f"run {str(r.id)[:8]}{tail}")
 
 
@@ -153,7 +154,7 @@ def run_text(r: RunRecord, steps: Sequence[RunRecord] | None = None) -> str:
     image = run_image(r, full=True)
     image["started_at"], image["finished_at"] = when(r.started_at), when(r.finished_at)
     lines = []
-    for key in ("id", "model", "version", "server", "kind", "status", "exit_code", "os_user",
+    for key in ("id", "model", "version", "alias", "server", "kind", "status", "exit_code", "os_user",
                 "started_at", "finished_at", "duration_ms", "weight_revisions", "bytes_in",
                 "bytes_out", "result", "error"):
         value = image[key]

@@ -1,5 +1,6 @@
 """mer's commands, one command set per noun (cmd2 CommandSets)."""
 
+from mer.shell.commands.aliases import AliasCommands
 from mer.shell.commands.audit import AuditCommands
 from mer.shell.commands.models import ModelCommands
 from mer.shell.commands.pipelines import PipelineCommands
@@ -10,6 +11,7 @@ from mer.shell.commands.shell import ShellCommands
 from mer.shell.commands.weights import WeightCommands
 
 COMMAND_SETS = (ModelCommands, WeightCommands, ServerCommands, RunCommands, RunLogCommands,
-                AuditCommands, ShellCommands, PipelineCommands)
+                AuditCommands, ShellCommands, PipelineCommands,
+                AliasCommands)  # AliasCommands: verbs of `model`
 
 __all__ = ["COMMAND_SETS"]

@@ -19,12 +19,16 @@ from mer.shell.parsing import Later, ParserRecipe, add_json, parser
 if TYPE_CHECKING:
     from mer import domain
     from mer.domain import ModelParameters
+    from mer.services import aliases as alias_svc
     from mer.services import audit as audit_svc
     from mer.services import models as model_svc
+    from mer.services import versions as version_svc
 else:
     domain = lazy_module("mer.domain")
+    alias_svc = lazy_module("mer.services.aliases")
     audit_svc = lazy_module("mer.services.audit")
     model_svc = lazy_module("mer.services.models")
+    version_svc = lazy_module("mer.services.versions")
 
 __all__ = ["ModelCommands"]
 
@@ -51,17 +55,22 @@ _model_arg(_show)
 _show.add_argument("--history", action="store_true", help="list its field and parameter changes")
 add_json(_show)
 
-_add = parser("Register a model.")
-_add.add_argument("model", help="NAME or NAME@VERSION")
-_add.add_argument("--server", required=True, choices_provider=MerCommands._servers)
+_add = parser("Register a model; with --from, a new version copying another's fields, "
+              "parameters and current weight revisions (other flags change the copy).")
+_add.add_argument("model", help="NAME or NAME@VERSION (with --from: NAME alone takes the next "
+                  "version number)")
+_add.add_argument("--from", dest="source", metavar="MODEL@VERSION", completer=MerCommands._models,
+                  help="copy this version (or alias): fields, parameters, current weights")
+_add.add_argument("--server", choices_provider=MerCommands._servers,
+                  help="where it runs (required, except with --from)")
 _add.add_argument("--command", help='the argv, split like a POSIX shell: "python3 m.py" '
                   "(required, except for an --image model: its entrypoint then runs)")
-_add.add_argument("--mode", choices=["oneshot", "worker"], default="oneshot")
-_add.add_argument("--framing", choices=["jsonl", "mer"], default="jsonl")
+_add.add_argument("--mode", choices=["oneshot", "worker"], help="default oneshot")
+_add.add_argument("--framing", choices=["jsonl", "mer"], help="default jsonl")
 _add.add_argument("--workdir", completer=cmd2.Cmd.path_complete)
 _add.add_argument("--timeout", type=float)
 _add.add_argument("--train-command", help="the training argv")
-_add.add_argument("--description", default="")
+_add.add_argument("--description")
 _add.add_argument("--image", help="a container model (server of kind container): the image")
 _add.add_argument("--cpus", type=float, help="container: CPUs it may use")
 _add.add_argument("--memory", help="container: memory it may use, e.g. 512m or 2g")
@@ -118,6 +127,8 @@ def _show_lines(view: model_svc.ModelView) -> str:
         f"  description:  {m.description or '-'}",
         *([f"  image:        {m.image} (cpus {'-' if m.cpus is None else f'{m.cpus:g}'}, "
            f"memory {m.memory or '-'}, network {m.network or 'none'})"] if m.image else []),
+        *([f"  aliases:      {', '.join(f'{m.name}@{a}' for a in view.aliases)}"]
+          if view.aliases else []),
         f"  row version:  {m.row_version} (updated {render.when(m.updated_at)})",
         f"  parameters:   {render.dumps(view.parameters) if view.parameters else '-'}",
     ]
@@ -143,10 +154,12 @@ class ModelCommands(MerCommands):
     @verb("model", "list", _list)
     def model_list(self, args: argparse.Namespace) -> None:
         models = self.call(model_svc.list_models(self.ctx(), args.server))
-        rows = [[m.name, m.version, m.server, m.mode, "yes" if m.enabled else "no", m.description]
-                for m in models]
-        self.emit(args, [model_svc.model_image(m) for m in models], lambda: render.Table(
-            ["model", "version", "server", "mode", "enabled", "description"], rows))
+        aliases = self.call(alias_svc.aliases_by_ref(self.ctx()))
+        rows = [[m.name, m.version, ", ".join(aliases.get(m.ref, ())), m.server, m.mode,
+                 "yes" if m.enabled else "no", m.description] for m in models]
+        self.emit(args, [{**model_svc.model_image(m), "aliases": aliases.get(m.ref, [])}
+                         for m in models], lambda: render.Table(
+            ["model", "version", "aliases", "server", "mode", "enabled", "description"], rows))
 
     @verb("model", "show", _show)
     def model_show(self, args: argparse.Namespace) -> None:
@@ -159,6 +172,7 @@ class ModelCommands(MerCommands):
         self.seen.params[m.id] = view.parameters_version
         self.seen.weights.saw_all(m.id, ((w.name, w.revision) for w in view.weights))
         image = model_svc.model_image(m)
+        image["aliases"] = list(view.aliases)
         image["parameters"] = view.parameters
         image["weights"] = [{"name": w.name, "revision": w.revision, "length": w.length,
                              "sha256": w.sha256, "author": w.author, "created_at": w.created_at}
@@ -174,6 +188,12 @@ class ModelCommands(MerCommands):
 
     @verb("model", "add", _add, edits=True)
     def model_add(self, args: argparse.Namespace) -> None:
+        if args.source is not None:
+            self._add_from(args)
+            return
+        if args.server is None:
+            raise UsageError("model add: the following arguments are required: --server "
+                             "(see `help model add`)")
         name, version = domain.parse_model_ref(args.model)
         try:
             argv = shlex.split(args.command) if args.command is not None else []
@@ -181,13 +201,38 @@ class ModelCommands(MerCommands):
         except ValueError as err:
             raise UsageError(f"--command: {err}") from None
         model = domain.ModelConfig(name=name, version=version or "1", server=args.server,
-                            command=argv, train_command=train, mode=args.mode,
-                            framing=args.framing, workdir=args.workdir, timeout=args.timeout,
-                            description=args.description, image=args.image, cpus=args.cpus,
+                            command=argv, train_command=train, mode=args.mode or "oneshot",
+                            framing=args.framing or "jsonl", workdir=args.workdir,
+                            timeout=args.timeout, description=args.description or "",
+                            image=args.image, cpus=args.cpus,
                             memory=args.memory, network=args.network)
         stored = self.call(model_svc.add_model(self.ctx(), model))
         self.seen.models[stored.ref] = stored.row_version
         self.emit(args, model_svc.model_image(stored), f"added {stored.ref}")
+
+    def _add_from(self, args: argparse.Namespace) -> None:
+        """`model add m@3 --from m@2 [--timeout 60 ...]`: a copy, with the flags given."""
+        changes = {f: getattr(args, f) for f in ("server", "mode", "framing", "workdir",
+                                                 "timeout", "description", "image", "cpus",
+                                                 "memory", "network")
+                   if getattr(args, f) is not None}
+        try:
+            if args.command is not None:
+                changes["command"] = shlex.split(args.command)
+            if args.train_command is not None:
+                changes["train_command"] = shlex.split(args.train_command) or None
+        except ValueError as err:
+            raise UsageError(f"--command: {err}") from None
+        copied = self.call(version_svc.add_model_from(self.ctx(), args.model, args.source, changes))
+        stored = copied.model
+        self.seen.models[stored.ref] = stored.row_version
+        weights = ", ".join(w.name for w in copied.weights) or "-"
+        params = ", ".join(copied.parameters) or "-"
+        self.emit(args, {**model_svc.model_image(stored), "from": copied.source.ref,
+                         "parameters": copied.parameters,
+                         "weights": [render.weight_image(w, values=False) for w in copied.weights]},
+                  f"added {stored.ref} from {copied.source.ref} (parameters: {params}; "
+                  f"weights: {weights})")
 
     @verb("model", "set", _set, edits=True)
     def model_set(self, args: argparse.Namespace) -> None:
