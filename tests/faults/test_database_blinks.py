@@ -77,7 +77,8 @@ async def test_a_database_down_when_a_run_ends_keeps_the_record_in_the_journal(
     runtime = await runtime_on(proxy.url(_db(pg_fresh)), db_retry=0.5)
     journal = RunJournal(runtime.settings.journal_path)
     run = asyncio.create_task(run_model(runtime.ctx, "slow"))
-    await asyncio.sleep(0.3)
+    while not await _runs(_db(pg_fresh)):  # started: its row is written (the model sleeps)
+        await asyncio.sleep(0.02)
     proxy.block()  # down, and staying down past the retries
     with pytest.raises(RecordJournaled) as kept:
         await run
