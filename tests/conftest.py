@@ -1,6 +1,6 @@
-"""Shared test setup. Fixtures for the real PostgreSQL server, a real sshd and real
-podman live in tests/fixtures_pg.py, tests/fixtures_sshd.py and tests/fixtures_podman.py
-and are loaded here as plugins."""
+"""Shared test setup. Fixtures for the real PostgreSQL server, a real sshd, real podman
+and a real Slurm cluster live in tests/fixtures_pg.py, tests/fixtures_sshd.py,
+tests/fixtures_podman.py and tests/fixtures_slurm.py and are loaded here as plugins."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-pytest_plugins = ("tests.fixtures_pg", "tests.fixtures_sshd", "tests.fixtures_podman")
+pytest_plugins = ("tests.fixtures_pg", "tests.fixtures_sshd", "tests.fixtures_podman",
+                  "tests.fixtures_slurm")
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -129,8 +129,9 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def start_sshd() -> SshdFixture:
-    """Start a throwaway sshd (also used by benchmarks/bench_exec.py); ``cleanup`` it."""
+def start_sshd(extra_config: str = "") -> SshdFixture:
+    """Start a throwaway sshd (also used by benchmarks/bench_exec.py); ``cleanup`` it.
+    ``extra_config``: more sshd_config lines (tests/fixtures_slurm.py: a SetEnv)."""
     # Not under pytest's tmp dir: that is private to us, and sshd reads authorized_keys
     # as the login user.
     root = Path(tempfile.mkdtemp(prefix="mer-sshd-"))
@@ -153,7 +154,7 @@ def start_sshd() -> SshdFixture:
         f"PidFile {root / 'sshd.pid'}\nAuthorizedKeysFile {auth}\nStrictModes no\n"
         "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nMaxSessions 64\n"
-        "MaxStartups 64\nLogLevel ERROR\nSubsystem sftp internal-sftp\n"
+        "MaxStartups 64\nLogLevel ERROR\nSubsystem sftp internal-sftp\n" + extra_config
     )
     fixture = SshdFixture(root=root, port=port, user=user, identity=root / "client",
                           wrong_key=root / "wrong", known_hosts=known)
