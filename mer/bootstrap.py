@@ -62,7 +62,7 @@ async def build_runtime(settings: Settings, *, uow: Any = None,
 
         executors = ExecutorRegistry(
             known_hosts=str(settings.resolved_known_hosts), output_cap=settings.output_cap,
-            ssh_config=str(settings.resolved_ssh_config),
+            ssh_config=str(settings.resolved_ssh_config), data_dir=str(settings.resolved_data_dir),
         )
     from mer.services.artifacts import ArtifactStore
 

@@ -312,6 +312,7 @@ class RunResult:
     result: Any = None  # the model's parsed JSON result, if it printed one
     error: str | None = None
     artifacts: list[Artifact] = field(default_factory=list)  # container runs' output files
+    job_id: str | None = None  # the Slurm job that ran it (servers of kind slurm)
 
     @property
     def ok(self) -> bool:

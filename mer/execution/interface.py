@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+from uuid import UUID
 
 from mer.domain import RunRequest, RunResult, Server, ServerCheck, WorkerInfo
 
-__all__ = ["Executor", "ExecutorFactory", "Sinks"]
+__all__ = ["Detacher", "Executor", "ExecutorFactory", "Sinks"]
 
 Chunk = Callable[[bytes], None]
 
@@ -86,6 +87,27 @@ class Executor(Protocol):
     async def close(self) -> None:
         """Stop every worker and close pooled connections."""
         ...
+
+
+@runtime_checkable
+class Detacher(Protocol):
+    """An executor that can also detach a run (kind slurm: ``run --detach``): submit it
+    to a scheduler and return at once; any mer later asks how it stands."""
+
+    async def submit(self, request: RunRequest, server: Server) -> str:
+        """Submit the run; returns its job id. Raises ExecutionError."""
+        ...
+
+    async def poll(self, server: Server, run_id: UUID, job_id: str) -> RunResult:
+        """QUEUED or RUNNING (nothing else set), or the run's ending with its kept
+        output. Raises ExecutionError when the scheduler cannot say."""
+        ...
+
+    async def forget(self, server: Server, run_id: UUID) -> None:
+        """Remove what the run left on the server (its job directory)."""
+        ...
+
+    async def cancel_job(self, server: Server, job_id: str) -> None: ...
 
 
 class ExecutorFactory(Protocol):

@@ -1,8 +1,10 @@
-"""Maps a server kind to its executor. `local`, `ssh` and `container` are built in
+"""Maps a server kind to its executor. `local`, `ssh`, `container` and `slurm` are built in
 (imported on first use, so paramiko loads only when an ssh server is used); other packages add kinds
 through the `mer.executors` entry-point group, each entry a factory
 ``factory(*, known_hosts=None, output_cap=...) -> Executor``; a factory that also takes
-``ssh_config=`` (as the ssh executor does) gets the OpenSSH client config file.
+``ssh_config=`` (as the ssh executor does) gets the OpenSSH client config file, and one
+that takes ``data_dir=`` (the slurm executor: its detached runs' job directories) mer's
+data directory.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ __all__ = ["ENTRY_POINT_GROUP", "ExecutorRegistry"]
 
 ENTRY_POINT_GROUP = "mer.executors"
 _BUILTIN = {"local": "mer.execution.local:LocalExecutor", "ssh": "mer.execution.ssh:SshExecutor",
-            "container": "mer.execution.container:ContainerExecutor"}
+            "container": "mer.execution.container:ContainerExecutor",
+            "slurm": "mer.execution.slurm:SlurmExecutor"}
 
 
 def _accepts(factory: ExecutorFactory, name: str) -> bool:
@@ -38,9 +41,10 @@ def _load(target: str) -> ExecutorFactory:
 
 class ExecutorRegistry:
     def __init__(self, known_hosts: str | None = None, output_cap: int = 1 << 20,
-                 ssh_config: str | None = None) -> None:
+                 ssh_config: str | None = None, data_dir: str | None = None) -> None:
         self.known_hosts = known_hosts
         self.ssh_config = ssh_config
+        self.data_dir = data_dir
         self.output_cap = output_cap
         self._factories: dict[str, ExecutorFactory | str] = dict(_BUILTIN)
         self._instances: dict[str, Executor] = {}
@@ -77,7 +81,9 @@ class ExecutorRegistry:
             factory = _load(factory)
         # NOTE: plugins written to the documented factory(known_hosts=, output_cap=) keep
         # working; only a factory that asks for ssh_config= gets it.
-        extra = {"ssh_config": self.ssh_config} if _accepts(factory, "ssh_config") else {}
+        extra = {name: value for name, value in (("ssh_config", self.ssh_config),
+                                                  ("data_dir", self.data_dir))
+                 if _accepts(factory, name)}
         executor = factory(known_hosts=self.known_hosts, output_cap=self.output_cap, **extra)
         self._instances[kind] = executor
         return executor
