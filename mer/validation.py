@@ -15,6 +15,7 @@ Imports: mer.domain and mer.errors only.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -148,7 +149,8 @@ def check_input_name(name: str) -> None:
 def validate_server(server: Server, kinds: Iterable[str] | None = None) -> None:
     """Every rule for a server; ``kinds``: the server kinds that have an executor (None:
     not checked). Raises InvalidField (a UsageError) naming the field."""
-    for field in ("name", "kind", "host", "user", "identity_file", "known_hosts"):
+    for field in ("name", "kind", "host", "user", "identity_file", "known_hosts", "partition",
+                  "account", "slurm_args"):
         check_text(field, getattr(server, field))
     if not server.name or any(c.isspace() for c in server.name):
         raise InvalidField("name", f"server name '{server.name}' must be non-empty, without spaces")
@@ -165,7 +167,33 @@ def validate_server(server: Server, kinds: Iterable[str] | None = None) -> None:
             raise InvalidField("engine", "--engine is for servers of kind container")
         if server.engine not in ENGINES:
             raise InvalidField("engine", f"engine '{server.engine}' is not one of {', '.join(ENGINES)}")
+    _validate_slurm(server)
     if server.port is not None and not 0 < server.port < 65536:
         raise InvalidField("port", f"port {server.port} is not a TCP port (1-65535)")
     if server.max_runs < 1:
         raise InvalidField("max_runs", "--max-runs must be at least 1")
+
+
+def _validate_slurm(server: Server) -> None:
+    """The Slurm fields: only for kind slurm; names that are not options; extra
+    arguments that are all options (a stray word would become the program srun runs)."""
+    fields = (("partition", "--partition"), ("account", "--account"), ("slurm_args", "--slurm-args"))
+    if server.kind != "slurm":
+        for name, flag in fields:
+            if getattr(server, name) is not None:
+                raise InvalidField(name, f"{flag} is for servers of kind slurm")
+        return
+    for name in ("partition", "account"):
+        value = getattr(server, name)
+        if value is not None and (not value or value.startswith("-") or any(c.isspace() for c in value)):
+            raise InvalidField(name, f"{name} {value!r} must be non-empty, without spaces, not starting "
+                               f"with '-'")
+    if server.slurm_args is not None:
+        try:
+            words = shlex.split(server.slurm_args)
+        except ValueError as err:
+            raise InvalidField("slurm_args", f"slurm_args: {err}") from None
+        stray = next((w for w in words if not w.startswith("-")), None)
+        if stray is not None:
+            raise InvalidField("slurm_args", f"slurm_args: {stray!r} is not an option; give each one "
+                               f"as --name=value (they go to srun and sbatch)")

@@ -30,6 +30,7 @@ def server_image(s: Server) -> dict[str, Any]:
         "id": str(s.id), "name": s.name, "kind": s.kind, "host": s.host, "port": s.port,
         "user": s.user, "identity_file": s.identity_file, "known_hosts": s.known_hosts,
         "max_runs": s.max_runs, "enabled": s.enabled, "engine": s.engine,
+        "partition": s.partition, "account": s.account, "slurm_args": s.slurm_args,
     }
 
 
@@ -60,7 +61,8 @@ async def add_server(ctx: ServiceContext, server: Server) -> Server:
 # `server set NAME FIELD VALUE`: the field as users type it -> the Server attribute.
 SERVER_FIELDS = {"host": "host", "port": "port", "user": "user", "identity": "identity_file",
                  "known-hosts": "known_hosts", "max-runs": "max_runs", "enabled": "enabled",
-                 "engine": "engine"}
+                 "engine": "engine", "partition": "partition", "account": "account",
+                 "slurm-args": "slurm_args"}
 _NONE = ("", "-", "none")
 
 

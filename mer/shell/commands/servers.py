@@ -38,7 +38,7 @@ add_json(_ping)
 
 _add = parser("Register a server.")
 _add.add_argument("name")
-_add.add_argument("--kind", required=True, help="local, ssh, container or a plugin's kind")
+_add.add_argument("--kind", required=True, help="local, ssh, container, slurm or a plugin's kind")
 _add.add_argument("--engine", choices=Later(lambda: domain.ENGINES),
                   help="kind container: the engine's CLI (default podman); with --host it runs "
                   "there, over SSH")
@@ -48,10 +48,15 @@ _add.add_argument("--user")
 _add.add_argument("--identity", help="private key file (a path; never stored as a key)")
 _add.add_argument("--known-hosts", help="known_hosts file for this server")
 _add.add_argument("--max-runs", type=int, default=4)
+_add.add_argument("--partition", help="kind slurm: the partition its jobs go to")
+_add.add_argument("--account", help="kind slurm: the account its jobs are charged to")
+_add.add_argument("--slurm-args", metavar="ARGS",
+                  help='kind slurm: more srun/sbatch options, each --name=value ("--mem=4G --qos=low")')
 add_json(_add)
 
 _set = parser("Change a field of a server: `server set NAME FIELD VALUE` (FIELD: host, port, "
-              "user, identity, known-hosts, max-runs, enabled, engine; `-` clears one).")
+              "user, identity, known-hosts, max-runs, enabled, engine, partition, account, "
+              "slurm-args; `-` clears one).")
 _set.add_argument("name", choices_provider=MerCommands._servers)
 _set.add_argument("field", choices=Later(lambda: list(server_svc.SERVER_FIELDS)))
 _set.add_argument("value")
@@ -120,7 +125,8 @@ class ServerCommands(MerCommands):
         server = domain.Server(name=args.name, kind=args.kind, host=args.host, port=args.port,
                         user=args.user, identity_file=args.identity,
                         known_hosts=args.known_hosts, max_runs=args.max_runs,
-                        engine=args.engine)
+                        engine=args.engine, partition=args.partition, account=args.account,
+                        slurm_args=args.slurm_args)
         stored = self.call(server_svc.add_server(self.ctx(), server))
         self.emit(args, server_svc.server_image(stored),
                   f"added server {stored.name} ({stored.kind})")
