@@ -11,6 +11,7 @@ message is written for that user and whose ``exit_code`` a script sees.
     ├── AlreadyExists                  a unique name is taken
     ├── EditNotAllowed                 an edit without --allow-edit
     ├── ConflictError                  the row changed since it was read (optimistic lock)
+    ├── WaitTimedOut                   `runs wait --timeout` ran out before the run ended
     ├── StorageError                   the database failed or cannot be reached
     │   ├── DatabaseUnreachable        the connection was refused, dropped or timed out
     │   └── RecordJournaled            a run ended while the database was unreachable:
@@ -51,6 +52,7 @@ __all__ = [
     "ServerNotFound",
     "StorageError",
     "UsageError",
+    "WaitTimedOut",
     "WeightNotFound",
     "WorkerError",
     "did_you_mean",
@@ -133,6 +135,10 @@ class EditNotAllowed(MerError):
 
 
 class ConflictError(MerError):
+    pass
+
+
+class WaitTimedOut(MerError):
     pass
 
 

@@ -220,7 +220,7 @@ class _Runs:
 
     async def finish(self, record: RunRecord) -> bool:
         row = self.s.runs.get(record.id)
-        if row is None or row.status is not RunStatus.RUNNING:
+        if row is None or row.status not in (RunStatus.RUNNING, RunStatus.QUEUED):
             return False  # as the SQL: a row that has its ending keeps it
         kept = (row.owner_host, row.owner_pid, row.owner_start, row.process_group)
         self.s.runs[record.id] = copy.deepcopy(record)

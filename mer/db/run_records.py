@@ -6,8 +6,9 @@ and the repository below sends them through a unit of work (fakes, journal repla
 reaping). What makes the writes safe to repeat:
 
 - the row's id is made by mer, so a start retried after a lost reply finds its own row;
-- a final write only changes a row that is still ``running``, so a journal replayed
-  twice, or a final write racing the reaper, never writes a second ending.
+- a final write only changes a row that is still ``running`` (or ``queued``: a detached
+  run, which any shell may finish), so a journal replayed twice, a final write racing
+  the reaper, or two shells finishing one detached run never write a second ending.
 
 Every string is stored as valid UTF-8 without NUL, on both dialects (``storable``).
 """
@@ -58,7 +59,8 @@ def storable_json(value: Any) -> Any:
 _RUNS = RunRow.__table__
 assert isinstance(_RUNS, Table)  # typed as any FromClause: a mapped class may map a join
 # A literal, not a bound value: the run log binds only the values a record carries.
-_STILL_RUNNING = _RUNS.c.status == literal_column(f"'{RunStatus.RUNNING}'")
+_STILL_RUNNING = _RUNS.c.status.in_([literal_column(f"'{RunStatus.RUNNING}'"),
+                                     literal_column(f"'{RunStatus.QUEUED}'")])
 # Prebuilt Core statements: two rows per run is the hot path of every `run`, and
 # building ORM-enabled statements per call cost more than the database work itself.
 RUN_INSERT = insert(_RUNS)

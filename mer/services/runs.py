@@ -246,6 +246,7 @@ def _complete(record: RunRecord, result: RunResult) -> None:
     record.stdout, record.stderr = result.stdout, result.stderr
     record.result, record.error = result.result, result.error
     record.artifacts = list(result.artifacts)
+    record.job_id = result.job_id or record.job_id
 
 
 def _command(plan: RunPlan, kind: RunKind) -> list[str]:
@@ -319,14 +320,21 @@ async def list_runs(ctx: ServiceContext, model: str | None = None, status: str |
 
         await reap_lost_runs(ctx)  # what says running must be running
     async with ctx.uow() as uow:
-        return await uow.runs.query(model=model, status=st, since=since, limit=limit)
+        records = await uow.runs.query(model=model, status=st, since=since, limit=limit)
+    from mer.services.detached import refresh_runs
+
+    return await refresh_runs(ctx, records)  # detached (Slurm) runs: how they stand now
 
 
-async def get_run(ctx: ServiceContext, run_id: str) -> RunRecord:
+async def get_run(ctx: ServiceContext, run_id: str, refresh: bool = True) -> RunRecord:
     async with ctx.uow() as uow:
         record = await uow.runs.get(run_id)
     if record is None:
         raise RunNotFound(run_id)
+    if refresh:
+        from mer.services.detached import refresh_runs
+
+        record = (await refresh_runs(ctx, [record]))[0]
     return record
 
 

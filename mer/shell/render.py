@@ -63,7 +63,7 @@ class Table:
 # Cell styles in a terminal, by column: how a run ended, whether a model runs.
 CELL_STYLES: dict[str, dict[str, str]] = {
     "status": {"succeeded": "green", "failed": "red", "timeout": "red", "lost": "red",
-               "cancelled": "yellow", "running": "cyan"},
+               "cancelled": "yellow", "running": "cyan", "queued": "cyan"},
     "enabled": {"yes": "green", "no": "red"},
 }
 _GAP = 2  # spaces between columns, as in ``table``
@@ -116,7 +116,7 @@ def run_image(r: RunRecord, full: bool = False) -> dict[str, Any]:
         "duration_ms": None if r.duration_ms is None else round(r.duration_ms, 3),
         "os_user": r.os_user, "weight_revisions": r.weight_revisions,
         "bytes_in": r.bytes_in, "bytes_out": r.bytes_out, "result": r.result, "error": r.error,
-        "artifacts": [a.image() for a in r.artifacts],
+        "artifacts": [a.image() for a in r.artifacts], "job_id": r.job_id,
     }
     if full:
         image["stdout"], image["stderr"] = r.stdout, r.stderr
@@ -156,7 +156,7 @@ def run_text(r: RunRecord, steps: Sequence[RunRecord] | None = None) -> str:
     lines = []
     for key in ("id", "model", "version", "alias", "server", "kind", "status", "exit_code", "os_user",
                 "started_at", "finished_at", "duration_ms", "weight_revisions", "bytes_in",
-                "bytes_out", "result", "error"):
+                "bytes_out", "result", "error", "job_id"):
         value = image[key]
         if value is None or value == "" or value == {}:
             shown = "-"

@@ -57,6 +57,9 @@ def _run_parser(description: str) -> ParserRecipe:
 
 
 _run = _run_parser("Run a model; its output streams live, then a one-line summary.")
+_run.add_argument("--detach", action="store_true",
+                  help="servers of kind slurm: submit the run with sbatch and return at once "
+                  "(`runs wait ID` waits for it)")
 _train = _run_parser("Run a model's training command. A result with weight vectors "
                      '({"weights": {"w": [...]}}) is stored with --save.')
 _train.add_argument("--save", action="store_true",
@@ -167,7 +170,25 @@ class RunCommands(MerCommands):
     @command(_run, CATEGORY)
     def do_run(self, args: argparse.Namespace) -> None:
         """Run a model."""
+        if args.detach:
+            self._detach(args)
+            return
         self._report(args, self._launch(args, domain.RunKind.RUN))
+
+    def _detach(self, args: argparse.Namespace) -> None:
+        """Submit the run (sbatch) and say which run and job it is."""
+        if args.input_file:
+            raise UsageError("--input-file is for container models; --detach cannot run them")
+        from mer.services import detached
+
+        record = self.call(detached.submit_run(
+            self.ctx(), args.model, input=self._input(args),
+            params=run_svc.parse_param_overrides(args.param), server=args.server,
+            timeout=args.timeout))
+        short = str(record.id)[:8]
+        self.emit(args, render.run_image(record),
+                  f"{record.model}@{record.version} queued on {record.server} as Slurm job "
+                  f"{record.job_id}; run {short} (`runs wait {short}` waits for it)")
 
     @command(_train, CATEGORY)
     def do_train(self, args: argparse.Namespace) -> None:

@@ -27,7 +27,7 @@ else:
 
 __all__ = ["RunLogCommands"]
 
-_noun = parser("The access log: list, show, artifact. `runs` lists the newest; `runs ID` "
+_noun = parser("The access log: list, show, artifact, wait. `runs` lists the newest; `runs ID` "
                "shows one.")
 _noun.add_subparsers(title="verbs", metavar="VERB", required=True)
 
@@ -50,12 +50,19 @@ _artifact.add_argument("--to", type=Path, default=Path("."), completer=cmd2.Cmd.
                        help="a file to write, or a directory to put it in (default: here)")
 add_json(_artifact)
 
+_wait = parser("Wait until a run has ended (a detached Slurm run: brought up to date as it "
+               "goes), then show how; fails unless it succeeded. Ctrl-C stops the waiting, "
+               "not the run.")
+_wait.add_argument("run_id", help="run id (a unique prefix is enough)")
+_wait.add_argument("--timeout", type=float, help="give up after this many seconds")
+add_json(_wait)
+
 
 class RunLogCommands(MerCommands):
 
     @command(_noun, "Runs")
     def do_runs(self, args: argparse.Namespace) -> None:
-        """The access log: list, show, artifact."""
+        """The access log: list, show, artifact, wait."""
         dispatch(self, args)
 
     @verb("runs", "list", _list)
@@ -80,3 +87,12 @@ class RunLogCommands(MerCommands):
                                                            args.to))
         self.emit(args, {**found.image(), "path": str(dest)},
                   f"{found.name}: {found.size} bytes to {dest} (sha256 {found.sha256[:12]} checked)")
+
+    @verb("runs", "wait", _wait)
+    def runs_wait(self, args: argparse.Namespace) -> None:
+        from mer.services import detached
+
+        record = self.call(detached.wait_run(self.ctx(), args.run_id, args.timeout))
+        self.emit(args, render.run_image(record), render.run_summary(record))
+        if record.status is not domain.RunStatus.SUCCEEDED:
+            self.shell.failed, self.shell.exit_code = True, 1
