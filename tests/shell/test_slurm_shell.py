@@ -128,7 +128,7 @@ def test_runs_wait_fails_unless_the_run_succeeded_and_gives_up_at_its_timeout() 
         sh.executor.result = RunResult(status=RunStatus.FAILED, exit_code=3, error="exit status 3")
         run_id = last_json(sh("run lin --json").out)["id"][:8]
         waited = sh(f"runs wait {run_id}")
-        assert waited.exit_code == 1 and f"lin@1 failed (exit 3) in" in waited.out
+        assert waited.exit_code == 1 and "lin@1 failed (exit 3) in" in waited.out
         still = RunRecord(model="lin", version="1", server="local", os_user="ann")
         sh.store.runs[still.id] = still  # running, and nothing will end it
         gave_up = sh(f"runs wait {str(still.id)[:8]} --timeout 0.3")
