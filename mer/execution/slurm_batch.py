@@ -171,13 +171,22 @@ def forget_script(root: str | None, run_id: UUID) -> str:
     return f"rm -rf -- {job_dir(root, run_id)}"
 
 
+def _last_line(keep: OutputKeeper) -> str:
+    """The last line kept: whole when the file was kept whole (a line may then span the
+    keeper's head and tail)."""
+    if keep.total > len(keep.head) + len(keep.tail):
+        return keep.last_line()
+    data = bytes(keep.head + keep.tail).rstrip(b"\r\n")
+    return data.rsplit(b"\n", 1)[-1].decode("utf-8", "replace").strip()
+
+
 def final_result(status: RunStatus, code: int | None, error: str | None,
                  kept: list[OutputKeeper], job_id: str) -> RunResult:
     """The RunResult of a detached run that ended; Slurm's own last message (a cancel,
     a time limit) names why when the model left no exit status."""
     out, err, slurm = kept
     if status is not RunStatus.SUCCEEDED and code is None and slurm.total:
-        error = f"{error}: {slurm.last_line()}"
+        error = f"{error}: {_last_line(slurm)}"
     return RunResult(status=status, exit_code=code, finished_at=utcnow(),
                      bytes_out=out.total + err.total, stdout=out.text(), stderr=err.text(),
-                     result=parse_result(out.last_line()), error=error, job_id=job_id)
+                     result=parse_result(_last_line(out)), error=error, job_id=job_id)

@@ -6,6 +6,7 @@ long-lived srun step; a detached run goes through sbatch."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -76,11 +77,13 @@ async def test_a_timeout_cancels_the_job_and_leaves_nothing(slurm_cluster, ex) -
 
 async def test_a_cancelled_run_cancels_its_job_and_leaves_nothing(slurm_cluster, ex) -> None:
     marker = f"mer-cancel-{uuid.uuid4()}"
-    req = request(sleeper(marker))
+    req = request(sleeper(marker), timeout=90)
     started = asyncio.Event()
     task = asyncio.ensure_future(ex.run(req, HPC, Sinks(stdout=lambda _: started.set())))
     await asyncio.wait_for(started.wait(), 60)
-    assert slurm_cluster.jobs(f"mer-{req.run_id}") != []
+    limit = subprocess.run(["squeue", "-h", "-n", f"mer-{req.run_id}", "-o", "%l"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert limit == "2:00"  # the run's timeout is the job's --time too, in whole minutes
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -116,8 +119,12 @@ async def test_ping_names_the_partition_or_what_is_wrong(slurm_cluster, ex) -> N
     assert not bad.reachable and bad.message == "no partition nope on this machine"
 
 
-async def test_a_detached_run_is_submitted_then_polled_to_its_end(slurm_cluster, ex, tmp_path: Path) -> None:
-    req = request([PY, "-c", MODEL + "; sys.exit(4)"], timeout=120)
+async def test_a_detached_run_is_submitted_then_polled_to_its_end(slurm_cluster, ex, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    # The job outlives this mer: it must not carry the mark its reaper kills by.
+    monkeypatch.setenv("MER_OWNER", "1:mark")
+    owner = "import os; print('owner', os.environ.get('MER_OWNER'), flush=True); "
+    req = request([PY, "-c", owner + MODEL + "; sys.exit(4)"], timeout=120)
     job = await ex.submit(req, HPC)
     assert job.isdigit()
     job_dir = tmp_path / "jobs" / str(req.run_id)
@@ -127,7 +134,7 @@ async def test_a_detached_run_is_submitted_then_polled_to_its_end(slurm_cluster,
         await asyncio.sleep(0.2)
         state = await ex.poll(HPC, req.run_id, job)
     assert state.status is RunStatus.FAILED and state.exit_code == 4
-    assert state.stdout == 'loaded\n{"twice": 42}\n' and state.result == {"twice": 42}
+    assert state.stdout == 'owner None\nloaded\n{"twice": 42}\n' and state.result == {"twice": 42}
     assert state.stderr == "note\n" and state.job_id == job
     await ex.forget(HPC, req.run_id)
     assert not job_dir.exists()
