@@ -79,6 +79,15 @@ class SlurmCluster:
         out = subprocess.run(argv, capture_output=True, text=True, env=self.env(), check=True)
         return out.stdout.split("\n")[:-1]
 
+    def drained(self, timeout: float = 30.0) -> list[str]:
+        """The jobs still listed after ``timeout`` seconds: a job whose model just ended
+        (a detached run's exit file is written before its batch script returns) takes a
+        moment to leave the queue; a job left running never does."""
+        deadline = time.monotonic() + timeout
+        while (left := self.jobs()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return left
+
     def processes(self, marker: str) -> list[int]:
         """Pids of live processes whose command line holds ``marker``."""
         found = []
@@ -227,7 +236,7 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
     finally:
         with _locked(root):
             if _users(root, -1) == 0:
-                left = cluster.jobs()
+                left = cluster.drained()
                 cluster.stop()
                 shutil.rmtree(root, ignore_errors=True)
                 assert left == [], f"jobs left on the test cluster: {left}"

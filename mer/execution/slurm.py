@@ -51,7 +51,7 @@ class _Here(LocalHost):
 
     async def run(self, script: str, stdin: bytes = b"") -> tuple[int, bytes, str]:
         proc = await asyncio.create_subprocess_exec(
-            "sh", "-c", script, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            "/bin/sh", "-c", script, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         out, err = await proc.communicate(stdin)
         return proc.returncode or 0, out, err.decode("utf-8", "replace")

@@ -159,12 +159,11 @@ class SrunProcess:
 
     async def kill(self, grace: float) -> None:
         """Cancel the job and end the srun client; returns once squeue lists no job of
-        this run (or after GONE_TIMEOUT, logged)."""
-        if not self.inner.alive():  # srun ended by itself, and its job with it
-            await self.inner.kill(grace)
-            return
-        with contextlib.suppress(Exception):
-            await self.shell(f"scancel --name={shlex.quote(self.name)} 2>/dev/null")
+        this run (or after GONE_TIMEOUT, logged). A srun that ended by itself (a worker
+        told to exit) leaves a job that is still completing: waited for too."""
+        if self.inner.alive():
+            with contextlib.suppress(Exception):
+                await self.shell(f"scancel --name={shlex.quote(self.name)} 2>/dev/null")
         with contextlib.suppress(Exception):
             await self.inner.kill(grace)
         try:

@@ -79,11 +79,13 @@ async def test_a_cancelled_run_cancels_its_job_and_leaves_nothing(slurm_cluster,
     marker = f"mer-cancel-{uuid.uuid4()}"
     req = request(sleeper(marker), timeout=90)
     started = asyncio.Event()
-    task = asyncio.ensure_future(ex.run(req, HPC, Sinks(stdout=lambda _: started.set())))
+    hpc = Server(name="hpc", kind="slurm", slurm_args="--comment=from-slurm-args")
+    task = asyncio.ensure_future(ex.run(req, hpc, Sinks(stdout=lambda _: started.set())))
     await asyncio.wait_for(started.wait(), 60)
-    limit = subprocess.run(["squeue", "-h", "-n", f"mer-{req.run_id}", "-o", "%l"],
-                           capture_output=True, text=True, check=True).stdout.strip()
-    assert limit == "2:00"  # the run's timeout is the job's --time too, in whole minutes
+    job = subprocess.run(["squeue", "-h", "-n", f"mer-{req.run_id}", "-o", "%l %k"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    # the run's timeout is the job's --time too, in whole minutes; the server's own options
+    assert job == "2:00 from-slurm-args"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -110,6 +112,17 @@ async def test_what_keeps_a_run_from_starting_is_one_line(slurm_cluster, ex) -> 
         await ex.run(request(["no-such-model"]), HPC)
     with pytest.raises(ExecutionError, match=r"mer: workdir /no/such/dir is not a directory on "):
         await ex.run(request(["true"], workdir="/no/such/dir"), HPC)
+
+
+async def test_no_slurm_client_here_is_one_line(ex, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ExecutionError) as missing:
+        await ex.run(request(["true"]), HPC)
+    assert str(missing.value) == ("cannot start m@1: the Slurm client (srun) is not installed on "
+                                  "this machine; see `server ping hpc`")
+    check = await ex.check(HPC)
+    assert not check.reachable and check.message == ("the Slurm client (sinfo) is not installed on "
+                                                     "this machine")
 
 
 async def test_ping_names_the_partition_or_what_is_wrong(slurm_cluster, ex) -> None:

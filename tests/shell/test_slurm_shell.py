@@ -5,6 +5,7 @@ running, then final, brought up to date by another shell (`runs show`, `runs wai
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import pytest
 
 from mer.config import Settings
 from mer.domain import RunRecord, RunResult, RunStatus
+from mer.services import detached
+from mer.services import runs as run_svc
 from tests.faults.shell_harness import InProcessShell
 from tests.shell.harness import ShellOnFakes
 
@@ -69,6 +72,8 @@ def test_a_slurm_server_runs_models_and_detached_runs(slurm_cluster, shell, db, 
     assert ping.exit_code == 0 and f"partition {part} (default) up" in ping.out
     assert shell(f"model add gated --server hpc --workdir {tmp_path} --command "
                  f"'{sys.executable} {model}'").exit_code == 0
+    shell(f"model add chat --server hpc --mode worker --command '{sys.executable} {model}'")
+    assert shell("run chat --detach").err == "error: --detach runs oneshot models; 'chat@1' is a worker\n"
 
     # a run through srun: its output, verdict and job id
     ran = shell("run gated --data '{\"x\": 21}' --json")
@@ -101,7 +106,6 @@ def test_a_slurm_server_runs_models_and_detached_runs(slurm_cluster, shell, db, 
     # the first shell reads the same ending; the job's directory is gone
     assert last_json(shell(f"runs show {run_id} --json").out)["status"] == "succeeded"
     assert not (db.resolved_data_dir / "jobs" / queued["id"]).exists()
-    assert slurm_cluster.jobs(f"mer-{queued['id']}") == []
 
 
 def test_detach_and_slurm_options_are_for_slurm_servers() -> None:
@@ -118,6 +122,9 @@ def test_detach_and_slurm_options_are_for_slurm_servers() -> None:
             "to srun and sbatch)\n")
         assert sh("server add hpc --kind slurm --partition=-p").err == (
             "error: partition '-p' must be non-empty, without spaces, not starting with '-'\n")
+        assert sh("server add hpc --kind slurm --slurm-args=--mem=1G").exit_code == 0
+        assert sh("server set hpc slurm-args -- --mem=8G").exit_code == 0
+        assert last_json(sh("server show hpc --json").out)["slurm_args"] == "--mem=8G"
     finally:
         sh.close()
 
@@ -136,5 +143,15 @@ def test_runs_wait_fails_unless_the_run_succeeded_and_gives_up_at_its_timeout() 
             f"error: run {str(still.id)[:8]} is still running after 0.3 s; `runs wait "
             f"{str(still.id)[:8]}` waits again\n"))
         assert sh("runs wait 0000ffff").err == "error: run '0000ffff' not found; see `runs`\n"
+
+        async def stop_waiting() -> RunStatus:  # Ctrl-C stops the waiting, not the run
+            waiting = asyncio.ensure_future(detached.wait_run(sh.ctx, str(still.id)))
+            await asyncio.sleep(0.05)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            return (await run_svc.get_run(sh.ctx, str(still.id))).status
+
+        assert sh.bridge.call(stop_waiting()) is RunStatus.RUNNING
     finally:
         sh.close()
