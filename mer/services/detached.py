@@ -22,7 +22,7 @@ from mer.domain import RunKind, RunRecord, RunRequest, RunStatus, Server, parse_
 from mer.errors import ExecutionError, MerError, UsageError, WaitTimedOut
 from mer.execution.interface import Detacher
 from mer.services.context import ServiceContext
-from mer.services.runs import _command, _container, _read_plan, _stamp, get_run
+from mer.services.runs import _alias, _command, _container, _read_plan, _stamp, get_run
 from mer.validation import check_params
 
 __all__ = ["PENDING", "refresh_runs", "submit_run", "wait_run"]
@@ -55,7 +55,8 @@ async def submit_run(ctx: ServiceContext, ref: str, *, input: Any = None,
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds")
     check_params(params or {})
-    plan = await _read_plan(ctx, ref, parse_model_ref(ref), server)
+    key = parse_model_ref(ref)
+    plan = await _read_plan(ctx, ref, key, server)
     command = _command(plan, RunKind.RUN)
     model, srv = plan.target.model, plan.target.server
     executor = _submitter(ctx, srv)
@@ -64,7 +65,7 @@ async def submit_run(ctx: ServiceContext, ref: str, *, input: Any = None,
     if _container(model) is not None:
         raise UsageError(f"--detach cannot run an image; '{model.ref}' runs {model.image}")
     record = RunRecord(model=model.name, version="", server="", os_user=ctx.actor,
-                       status=RunStatus.QUEUED)
+                       status=RunStatus.QUEUED, alias=_alias(key, plan))
     _stamp(record, plan)
     async with ctx.uow() as uow:
         await uow.runs.start(record)
