@@ -67,7 +67,7 @@ async def test_the_exit_status_is_the_verdict(slurm_cluster, ex, tmp_path: Path)
 
 async def test_a_timeout_cancels_the_job_and_leaves_nothing(slurm_cluster, ex) -> None:
     marker = f"mer-timeout-{uuid.uuid4()}"
-    req = request(sleeper(marker), timeout=1.5)
+    req = request(sleeper(marker), timeout=1.0)
     result = await ex.run(req, HPC)
     assert result.status is RunStatus.TIMEOUT
     assert "started" in result.stdout  # the model did run
@@ -159,7 +159,7 @@ async def test_through_a_login_node_over_ssh(slurm_cluster, slurm_login, ex) -> 
     assert result.status is RunStatus.SUCCEEDED and result.result == {"twice": 42}
     assert result.stdout == 'loaded\n{"twice": 42}\n' and result.job_id is not None
     marker = f"mer-ssh-timeout-{uuid.uuid4()}"
-    req = request(["python3", *sleeper(marker)[1:]], timeout=1.5)
+    req = request(["python3", *sleeper(marker)[1:]], timeout=1.0)
     assert (await ex.run(req, slurm_login)).status is RunStatus.TIMEOUT
     assert slurm_cluster.jobs(f"mer-{req.run_id}") == []
     assert slurm_cluster.processes(marker) == []
