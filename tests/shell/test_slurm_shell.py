@@ -83,6 +83,14 @@ def test_a_slurm_server_runs_models_and_detached_runs(slurm_cluster, shell, db, 
     assert record["job_id"].isdigit()
     assert f"job_id:           {record['job_id']}" in shell(f"runs show {record['id'][:8]}").out
 
+    # what keeps a run from starting: one line, and the run recorded failed
+    shell("server add nowhere --kind slurm --partition nope")
+    refused = shell("run gated --server nowhere")
+    assert (refused.exit_code, refused.err) == (1, "error: cannot start gated@1 on nowhere: srun: "
+                                                "Unable to allocate resources: Invalid partition "
+                                                "name specified\n")
+    assert json.loads(shell("runs --model gated --json").out)[0]["status"] == "failed"
+
     # detached: held by Slurm (queued), released (running), then done, seen from a new shell
     sub = shell("run gated --server held --detach --json --data '{\"x\": 5, \"wait\": true}'")
     assert sub.exit_code == 0, sub.err
