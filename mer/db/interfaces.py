@@ -127,8 +127,12 @@ class RunRepository(Protocol):
         status: RunStatus | None = None,
         since: datetime | None = None,
         limit: int = 50,
+        batch_id: UUID | None = None,
     ) -> list[RunRecord]:
         """Newest first."""
+        ...
+    async def batch_ids(self, prefix: str, limit: int = 2) -> list[UUID]:
+        """Batch ids starting with ``prefix`` (lowercase hex without dashes)."""
         ...
 
 
