@@ -20,6 +20,7 @@ from mer.services import runs as run_svc
 from mer.services import weights as weight_svc
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command
+from mer.shell.commands.batch import add_batch_options, is_batch, run_batch
 from mer.shell.commands.weights import change_image, change_text
 from mer.shell.confirm import DECLINED, confirmed
 from mer.shell.parsing import add_json, parser
@@ -48,7 +49,9 @@ def _run_parser(description: str) -> cmd2.Cmd2ArgumentParser:
     return p
 
 
-_run = _run_parser("Run a model; its output streams live, then a one-line summary.")
+_run = _run_parser("Run a model; its output streams live, then a one-line summary. --batch "
+                   "and --sweep run it once per input line or parameter combination.")
+add_batch_options(_run)
 _train = _run_parser("Run a model's training command. A result with weight vectors "
                      '({"weights": {"w": [...]}}) is stored with --save.')
 _train.add_argument("--save", action="store_true",
@@ -154,6 +157,9 @@ class RunCommands(MerCommands):
     @command(_run, CATEGORY)
     def do_run(self, args: argparse.Namespace) -> None:
         """Run a model."""
+        if is_batch(args):
+            run_batch(self, args)
+            return
         self._report(args, self._launch(args, RunKind.RUN))
 
     @command(_train, CATEGORY)
