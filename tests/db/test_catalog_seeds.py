@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from mer.db.catalog import load_catalog
 from mer.db.migrate import upgrade
 from mer.db.orm import JsonDoc, Timestamp
-from mer.domain import AuditEntry, ModelConfig, Server
+from mer.domain import AuditEntry
 from mer.execution.registry import ExecutorRegistry
 from mer.services import models, servers, weights
 from mer.services.context import ServiceContext
