@@ -84,3 +84,15 @@ def test_the_progress_bar_shows_done_failed_running_and_rate() -> None:
     text = bar.render()
     assert "echo" in text and "2/3" in text and "1 failed, 1 running" in text
     assert "runs/s" in text
+
+
+def test_the_shell_starts_without_the_batch_service_or_rich_progress() -> None:
+    """Cold start is benchmarked: batches load what they need when one runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mer.shell.app; "
+            "print(sorted(m for m in ('mer.services.batch', 'mer.shell.progress', 'rich.progress') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -1,6 +1,8 @@
 """`run MODEL --batch FILE | --sweep K=V1,V2 ...`: one model run many times, fanned out
 (mer/services/batch.py). A person at a terminal sees a progress bar, a script one
-summary line on stderr, --json one object per run as each ends."""
+summary line on stderr, --json one object per run as each ends.
+
+The batch service is imported when a batch runs, not with the shell (cold start)."""
 
 from __future__ import annotations
 
@@ -13,17 +15,17 @@ from typing import TYPE_CHECKING, Any
 import cmd2
 
 from mer.errors import UsageError
-from mer.services import batch as batch_svc
 from mer.services import runs as run_svc
 from mer.shell import render
 
 if TYPE_CHECKING:
+    from mer.services import batch as batch_svc
     from mer.shell.commands.running import RunCommands
 
 __all__ = ["add_batch_options", "batch_summary", "is_batch", "run_batch"]
 
 _BATCH_ONLY = ("parallel", "servers", "out", "stop_on_error")
-_ORDER = ("succeeded", "failed", "timeout", "lost", "cancelled", batch_svc.SKIPPED)
+_ORDER = ("succeeded", "failed", "timeout", "lost", "cancelled", "skipped")
 
 
 def add_batch_options(p: argparse.ArgumentParser) -> None:
@@ -78,6 +80,8 @@ class _JsonLines:
 
 def run_batch(commands: RunCommands, args: argparse.Namespace) -> None:
     """Plan the batch whole (a bad line stops it before anything runs), run it, report."""
+    from mer.services import batch as batch_svc
+
     shell = commands.shell
     if args.batch is not None and (args.input is not None or args.data is not None):
         raise UsageError("--batch gives each run its input; drop --input/--data")

@@ -10,7 +10,6 @@ import cmd2
 
 from mer.domain import RunStatus
 from mer.services import artifacts as artifact_svc
-from mer.services import batch as batch_svc
 from mer.services import runs as run_svc
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command, dispatch, verb
@@ -54,7 +53,11 @@ class RunLogCommands(MerCommands):
     @verb("runs", "list", _list)
     def runs_list(self, args: argparse.Namespace) -> None:
         after = since(args.since) if args.since else None
-        batch = self.call(batch_svc.find_batch(self.ctx(), args.batch)) if args.batch else None
+        batch = None
+        if args.batch:
+            from mer.services.batch import find_batch  # not at start-up: cold start
+
+            batch = self.call(find_batch(self.ctx(), args.batch))
         records = self.call(run_svc.list_runs(self.ctx(), args.model, args.status, after, args.limit,
                                               batch_id=batch))
         self.emit(args, [render.run_image(r) for r in records],
