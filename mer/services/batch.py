@@ -292,7 +292,7 @@ async def run_batch(
 
     async def one(item: BatchItem, server: str | None) -> None:
         run_id = uuid4()
-        outcome = BatchOutcome(item, RunStatus.CANCELLED, run_id, server or own,
+        outcome = BatchOutcome(item, str(RunStatus.CANCELLED), run_id, server or own,
                                error="cancelled by the user")
         try:
             record, _ = await run_svc.run_model(
@@ -302,7 +302,7 @@ async def run_batch(
             outcome = BatchOutcome(item, str(record.status), run_id, record.server,
                                    record.duration_ms, record.result, record.error)
         except MerError as err:  # the model could not run at all; its row says so
-            outcome = BatchOutcome(item, RunStatus.FAILED, run_id, server or own, error=str(err))
+            outcome = BatchOutcome(item, str(RunStatus.FAILED), run_id, server or own, error=str(err))
         finally:
             outcome.batch_id = batch_id
             outcomes[item.index] = outcome
@@ -320,6 +320,10 @@ async def run_batch(
                 limit.release()
                 break
             server = await pool.take()
+            if stop.is_set():  # a run failed while this one waited for a server
+                pool.give(server)
+                limit.release()
+                break
             if events is not None:
                 events.started(item)
             task = asyncio.create_task(one(item, server))
