@@ -6,7 +6,10 @@
 (b) ssh: 256 runs of /bin/true over 4 SSH servers (4 names of one throwaway sshd on
     127.0.0.1, max-runs 4 each: 16 at once) vs raw paramiko running `exec /bin/true`
     with the request on stdin on one reused transport, 16 at once (16 threads); mer
-    pools the 4 names into one connection too, as they are one identity.
+    pools the 4 names into one connection too, as they are one identity. The raw side's
+    transport is mer's OrderedTransport (mer/execution/ssh_transport.py): plain paramiko
+    sends a request after the server closed its channel now and then, and OpenSSH then
+    drops the whole connection (it did here within a few hundred runs).
 Both log in as the test fixture's light-startup user when run as root.
 Targets: mer's throughput >= 0.7x raw, both.
 
@@ -39,6 +42,7 @@ from mer.db.engine import create_engine  # noqa: E402
 from mer.db.migrate import upgrade  # noqa: E402
 from mer.db.uow import make_uow_factory  # noqa: E402
 from mer.domain import ModelConfig, Server  # noqa: E402
+from mer.execution.ssh_transport import OrderedTransport  # noqa: E402
 from mer.services import batch as batch_svc  # noqa: E402
 from tests.fixtures_sshd import start_sshd  # noqa: E402
 
@@ -163,7 +167,7 @@ async def local(n: int, rounds: int) -> None:
 def _transport(s: Server) -> paramiko.Transport:
     sock = socket.create_connection((s.host, s.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    t = paramiko.Transport(sock)
+    t = OrderedTransport(sock)
     t.start_client()
     t.auth_publickey(s.user, paramiko.PKey.from_path(s.identity_file))
     return t
