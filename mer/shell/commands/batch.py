@@ -2,7 +2,7 @@
 (mer/services/batch.py). A person at a terminal sees a progress bar, a script one
 summary line on stderr, --json one object per run as each ends.
 
-The batch service is imported when a batch runs, not with the shell (cold start)."""
+The services are imported when a batch runs, not with the shell (cold start)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import cmd2
 
 from mer.errors import UsageError
-from mer.services import runs as run_svc
 from mer.shell import render
 
 if TYPE_CHECKING:
@@ -28,7 +27,9 @@ _BATCH_ONLY = ("parallel", "servers", "out", "stop_on_error")
 _ORDER = ("succeeded", "failed", "timeout", "lost", "cancelled", "skipped")
 
 
-def add_batch_options(p: argparse.ArgumentParser) -> None:
+def add_batch_options(p: Any) -> None:
+    """The options of a batch on ``p``: an argparse parser, or anything that takes the
+    same calls (a recipe of one)."""
     g = p.add_argument_group("batches and sweeps (one run per input line or combination)")
     g.add_argument("--batch", type=Path, metavar="FILE", completer=cmd2.Cmd.path_complete,
                    help="JSON Lines: each line is one run's input")
@@ -81,6 +82,7 @@ class _JsonLines:
 def run_batch(commands: RunCommands, args: argparse.Namespace) -> None:
     """Plan the batch whole (a bad line stops it before anything runs), run it, report."""
     from mer.services import batch as batch_svc
+    from mer.services import runs as run_svc
 
     shell = commands.shell
     if args.batch is not None and (args.input is not None or args.data is not None):
