@@ -92,7 +92,7 @@ def test_the_shell_starts_without_the_batch_service_or_rich_progress() -> None:
     import sys
 
     code = ("import sys, mer.shell.app; "
-            "print(sorted(m for m in ('mer.services.batch', 'mer.shell.progress', 'rich.progress') "
+            "print(sorted(m for m in ('mer.services.batch', 'mer.services.batch_plan', 'mer.shell.progress', 'rich.progress') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
