@@ -233,6 +233,10 @@ class _Runs:
         if row is not None and row.status is RunStatus.RUNNING:
             row.process_group = record.process_group
 
+    async def batch_ids(self, prefix: str, limit: int = 2) -> list[UUID]:
+        found = {r.batch_id for r in self.s.runs.values() if r.batch_id and r.batch_id.hex.startswith(prefix)}
+        return sorted(found)[:limit]
+
     async def running_on(self, host: str) -> list[RunRecord]:
         return [copy.deepcopy(r) for r in self.s.runs.values()
                 if r.status is RunStatus.RUNNING and r.owner_host == host]
@@ -243,9 +247,10 @@ class _Runs:
                 return copy.deepcopy(r)
         return None
 
-    async def query(self, model=None, status=None, since=None, limit=50):  # type: ignore[no-untyped-def]
+    async def query(self, model=None, status=None, since=None, limit=50, batch_id=None):  # type: ignore[no-untyped-def]
         rows = [r for r in self.s.runs.values() if (model is None or r.model == model)
-                and (status is None or r.status == status) and (since is None or r.started_at >= since)]
+                and (status is None or r.status == status) and (since is None or r.started_at >= since)
+                and (batch_id is None or r.batch_id == batch_id)]
         return copy.deepcopy(sorted(rows, key=lambda r: r.started_at, reverse=True)[:limit])
 
     async def children(self, parent_id: UUID) -> list[RunRecord]:

@@ -150,11 +150,16 @@ class RunRepository(Protocol):
         status: RunStatus | None = None,
         since: datetime | None = None,
         limit: int = 50,
+        batch_id: UUID | None = None,
     ) -> list[RunRecord]:
         """Newest first."""
         ...
     async def children(self, parent_id: UUID) -> list[RunRecord]:
         """The runs whose parent is ``parent_id`` (a pipeline run's steps), oldest first."""
+        ...
+
+    async def batch_ids(self, prefix: str, limit: int = 2) -> list[UUID]:
+        """Batch ids starting with ``prefix`` (lowercase hex without dashes)."""
         ...
 
 

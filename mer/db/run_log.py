@@ -7,7 +7,10 @@ starting the model. ``SqlRunLog`` sends the repository's own Core statements, co
 once for the dialect, with SQLAlchemy's own bind processors applied to the values: the
 same SQL and the same stored values as the repository writes, one round trip a write.
 
-- PostgreSQL: one asyncpg connection of the engine's pool, held in autocommit.
+- PostgreSQL: one asyncpg connection of the engine's pool, held in autocommit; while a
+  write is in flight on it, a concurrent run's write (a batch's fan-out) goes on one of a
+  few spare connections instead of waiting its turn (one at a time, writes capped a
+  fan-out at two round trips per run).
 - SQLite: a write is a few tens of µs of SQLite work, but a round trip to aiosqlite's
   thread costs ~110 µs more here, twice a run. So the write is made on the loop's own
   thread, on a sqlite3 connection that never waits for a lock (busy timeout 0): when
@@ -54,6 +57,7 @@ __all__ = ["SqlRunLog"]
 log = logging.getLogger(__name__)
 
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+SPARE_CONNECTIONS = 3  # PostgreSQL: connections beside the main one, for concurrent writes
 
 
 class _Statement:
@@ -93,6 +97,8 @@ class SqlRunLog:
         self._driver: Any = None
         self._opening = asyncio.Lock()
         self._busy = asyncio.Lock()
+        self._spares: list[tuple[AsyncConnection, Any]] = []  # idle spare connections
+        self._spare_slots = asyncio.Semaphore(SPARE_CONNECTIONS)
         dialect = engine.dialect
         self._postgres = dialect.name == "postgresql"
         url = engine.url
@@ -112,15 +118,7 @@ class SqlRunLog:
         if self._driver is None:
             async with self._opening:
                 if self._driver is None:
-                    with map_errors(self._engine.url.render_as_string(), "opening the access log"):
-                        conn = await self._engine.connect()
-                        try:
-                            await conn.execution_options(isolation_level="AUTOCOMMIT")
-                            raw = await conn.get_raw_connection()
-                        except BaseException:
-                            await conn.close()
-                            raise
-                    self._conn, self._driver = conn, raw.driver_connection
+                    self._conn, self._driver = await self._open()
                 if self.journal is not None and self.journal.pending():
                     try:
                         await self.replay()
@@ -129,15 +127,49 @@ class SqlRunLog:
                                     exc_info=True)
         return self._driver
 
-    async def _drop_connection(self) -> None:
-        """Forget a connection that broke; the next write opens a new one."""
-        conn, self._conn, self._driver = self._conn, None, None
-        if conn is not None:
+    async def _open(self) -> tuple[AsyncConnection, Any]:
+        """A connection of the engine's pool in autocommit, and its driver's connection."""
+        with map_errors(self._engine.url.render_as_string(), "opening the access log"):
+            conn = await self._engine.connect()
             try:
-                await conn.invalidate()
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                raw = await conn.get_raw_connection()
+            except BaseException:
                 await conn.close()
-            except Exception:  # noqa: BLE001 - it is broken already; nothing to save
-                log.debug("closing a broken run-log connection failed", exc_info=True)
+                raise
+        return conn, raw.driver_connection
+
+    async def _drop_connection(self) -> None:
+        """Forget the connections (a broken one, and the spares: what broke one broke
+        them all); the next write opens a new one."""
+        conn, self._conn, self._driver = self._conn, None, None
+        spares, self._spares = self._spares, []
+        for c in [conn, *(c for c, _ in spares)]:
+            if c is not None:
+                await _discard(c)
+
+    async def _fetch_on_spare(self, sql: str, args: list[Any]) -> Sequence[Any]:
+        """A write while the main connection is busy: on an idle spare, or a new one."""
+        async with self._spare_slots:
+            conn, driver = self._spares.pop() if self._spares else await self._open()
+            try:
+                rows = await self._fetch(driver, sql, args)
+            except BaseException:
+                await _discard(conn)
+                raise
+            self._spares.append((conn, driver))
+            return rows
+
+    async def _fetch(self, driver: Any, sql: str, args: list[Any]) -> Sequence[Any]:
+        try:
+            rows: Sequence[Any] = await driver.fetch(sql, *args)
+            return rows
+        except Exception as err:
+            # A backend terminated under an idle connection can leave asyncpg's
+            # protocol in a state it reports only as an internal error.
+            if driver.is_closed() or type(err).__name__ == "InternalClientError":
+                raise DatabaseUnreachable(f"the database connection broke: {err}") from err
+            raise
 
     def _inline_connection(self, path: str) -> sqlite3.Connection:
         if self._inline is None:
@@ -179,16 +211,10 @@ class SqlRunLog:
             if not self._postgres:
                 rows = await driver.execute_fetchall(stmt.sql, args)
                 return rows
-            async with self._busy:  # one statement at a time on the asyncpg connection
-                try:
-                    rows = await driver.fetch(stmt.sql, *args)
-                    return rows
-                except Exception as err:
-                    # A backend terminated under an idle connection can leave asyncpg's
-                    # protocol in a state it reports only as an internal error.
-                    if driver.is_closed() or type(err).__name__ == "InternalClientError":
-                        raise DatabaseUnreachable(f"the database connection broke: {err}") from err
-                    raise
+            if self._busy.locked():
+                return await self._fetch_on_spare(stmt.sql, args)
+            async with self._busy:  # one statement at a time on an asyncpg connection
+                return await self._fetch(driver, stmt.sql, args)
 
     async def catalog_generation(self) -> int | None:
         rows = await self._execute(self._generation, {}, "reading the catalog generation")
@@ -254,3 +280,14 @@ class SqlRunLog:
         if self._conn is not None:
             conn, self._conn, self._driver = self._conn, None, None
             await conn.close()
+        spares, self._spares = self._spares, []
+        for spare, _ in spares:
+            await spare.close()
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    try:
+        await conn.invalidate()
+        await conn.close()
+    except Exception:  # noqa: BLE001 - it is broken already; nothing to save
+        log.debug("closing a broken run-log connection failed", exc_info=True)

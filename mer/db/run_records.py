@@ -171,8 +171,11 @@ class SqlRunRepository:
         status: RunStatus | None = None,
         since: datetime | None = None,
         limit: int = 50,
+        batch_id: UUID | None = None,
     ) -> list[RunRecord]:
         stmt = select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)
+        if batch_id is not None:
+            stmt = stmt.where(RunRow.batch_id == batch_id)
         if model is not None:
             stmt = stmt.where(RunRow.model == model)
         if status is not None:
@@ -187,6 +190,16 @@ class SqlRunRepository:
         stmt = select(RunRow).where(RunRow.parent_id == parent_id).order_by(RunRow.started_at)
         with map_errors():
             return [self._to_domain(r) for r in await self.session.scalars(stmt)]
+
+    async def batch_ids(self, prefix: str, limit: int = 2) -> list[UUID]:
+        """Batch ids that start with ``prefix`` (hex, no dashes), at most ``limit``."""
+        # A range on the indexed column, not LIKE on its text: a uuid orders as its hex
+        # digits on both dialects, so the ids with this prefix lie between these two.
+        low, high = UUID(prefix.ljust(32, "0")), UUID(prefix.ljust(32, "f"))
+        stmt = (select(RunRow.batch_id).where(RunRow.batch_id >= low, RunRow.batch_id <= high)
+                .distinct().limit(limit))
+        with map_errors():
+            return [b for b in await self.session.scalars(stmt) if b is not None]
 
     async def running_on(self, host: str) -> list[RunRecord]:
         """The rows still ``running`` whose owner is a mer on ``host``."""

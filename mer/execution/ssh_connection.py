@@ -35,6 +35,7 @@ import paramiko
 from mer.domain import Server
 from mer.errors import ConnectError, ExecutionError, HostKeyError
 from mer.execution.base import ConnectionLost
+from mer.execution.ssh_transport import OrderedTransport
 
 __all__ = ["Connection", "Identity", "fingerprint", "presented_key", "run_blocking",
            "trust_host_key"]
@@ -134,7 +135,7 @@ class Connection:
         """Blocking: connect (through the jump hosts) and take the host key; nothing is
         checked yet. Returns the key."""
         try:
-            transport = self.transport = paramiko.Transport(self._socket())
+            transport = self.transport = OrderedTransport(self._socket())
             transport.start_client(timeout=CONNECT_TIMEOUT)
         except (paramiko.SSHException, OSError, EOFError) as err:
             self.close()

@@ -18,8 +18,11 @@ from mer.execution.interface import Executor
 if TYPE_CHECKING:
     from mer.services.artifacts import ArtifactStore
 
-__all__ = ["CachedPlan", "ExecutorSource", "RunPlan", "RunPlanCache", "ServiceContext", "UowRunLog",
-           "require_edit"]
+__all__ = ["CachedPlan", "ExecutorSource", "PlanKey", "RunPlan", "RunPlanCache", "ServiceContext",
+           "UowRunLog", "require_edit"]
+
+# (model name, version or None for the newest[, the server it runs on when not its own])
+PlanKey = tuple[str | None, ...]
 
 
 class ExecutorSource(Protocol):
@@ -84,22 +87,22 @@ class CachedPlan:
 
 
 class RunPlanCache:
-    """Run plans by (model name, version or None for the newest), each with the catalog
+    """Run plans by (model name, version or None for the newest[, server]), each with the catalog
     generation it was read at. Bounded in count and in the bytes of their weights (a
     million weights hold 28 MB), least recently used out first; a plan bigger than the
     whole budget is used once and not kept."""
 
     def __init__(self, size: int = 32, max_bytes: int = 256 * 2**20) -> None:
         self._size, self._max_bytes, self._bytes = size, max_bytes, 0
-        self._plans: OrderedDict[tuple[str, str | None], CachedPlan] = OrderedDict()
+        self._plans: OrderedDict[PlanKey, CachedPlan] = OrderedDict()
 
-    def get(self, key: tuple[str, str | None]) -> CachedPlan | None:
+    def get(self, key: PlanKey) -> CachedPlan | None:
         found = self._plans.get(key)
         if found is not None:
             self._plans.move_to_end(key)
         return found
 
-    def put(self, key: tuple[str, str | None], generation: int, plan: RunPlan) -> None:
+    def put(self, key: PlanKey, generation: int, plan: RunPlan) -> None:
         self._drop(key)
         size = plan.size
         if size > self._max_bytes:
@@ -109,7 +112,7 @@ class RunPlanCache:
         while len(self._plans) > self._size or self._bytes > self._max_bytes:
             self._drop(next(iter(self._plans)))
 
-    def _drop(self, key: tuple[str, str | None]) -> None:
+    def _drop(self, key: PlanKey) -> None:
         gone = self._plans.pop(key, None)
         if gone is not None:
             self._bytes -= gone.plan.size

@@ -50,7 +50,7 @@ from mer.services.ownership import this_owner
 from mer.validation import check_argv, check_env, check_input_name, check_params, check_text
 
 __all__ = ["get_run", "list_runs", "list_workers", "load_input", "parse_input_files",
-           "parse_param_overrides", "run_model", "stop_model"]
+           "parse_param_overrides", "read_run_plan", "run_model", "stop_model"]
 
 
 CLAIM_AFTER = 0.05  # seconds a model runs before its row records its process group
@@ -122,16 +122,20 @@ async def run_model(
     sinks: Sinks | None = None,
     input_files: dict[str, str] | None = None,
     parent_id: UUID | None = None,  # the run this one is a step of (a pipeline's)
+    batch_id: UUID | None = None,
+    run_id: UUID | None = None,
 ) -> tuple[RunRecord, RunResult | None]:
     """Run (or train) a model once and record it. Returns the completed record and the
     executor's result. ``input_files`` (name -> path) go into a container model's
-    /data/input. Raises MerError when the model cannot be run at all (the record then
-    says failed, with the error)."""
+    /data/input. ``batch_id`` marks the run as one of a batch (mer/services/batch.py),
+    ``run_id`` is its record's id when the caller must know it whatever happens. Raises
+    MerError when the model cannot be run at all (the record then says failed, with the
+    error)."""
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds")
     check_params(params or {})
     key = parse_model_ref(ref)
-    cached = ctx.run_plans.get(key) if server is None else None
+    cached = ctx.run_plans.get(_plan_key(key, server))
     if cached is not None:
         try:
             _command(cached.plan, kind)
@@ -142,7 +146,9 @@ async def run_model(
     owner = this_owner()
     record = RunRecord(model=plan.target.model.name, version="", server="", os_user=ctx.actor,
                        kind=kind, owner_host=owner.host, owner_pid=owner.pid, owner_start=owner.start,
-                       parent_id=parent_id, alias=_alias(key, plan))
+                       parent_id=parent_id, alias=_alias(key, plan), batch_id=batch_id)
+    if run_id is not None:
+        record.id = run_id
     _stamp(record, plan)
     # The row is written before the model starts; the insert also tells whether the
     # catalog changed since the cached plan was read.
@@ -281,10 +287,26 @@ def _stamp(record: RunRecord, plan: RunPlan) -> None:
     record.weight_revisions = {w.name: w.revision for w in plan.weights}
 
 
+def _plan_key(key: tuple[str, str | None], server: str | None) -> tuple[str | None, ...]:
+    """A plan's cache key: a run on another server than the model's (``--server``, a
+    batch's ``--servers``) is a plan of its own."""
+    return key if server is None else (*key, server)
+
+
+async def read_run_plan(ctx: ServiceContext, ref: str, *, kind: RunKind = RunKind.RUN,
+                        server: str | None = None) -> RunPlan:
+    """What a run of ``ref`` (on ``server``) would run, read fresh. Raises what run_model
+    raises before the model starts: ModelNotFound, ServerNotFound, UsageError (disabled,
+    no training command)."""
+    plan = await _read_plan(ctx, ref, parse_model_ref(ref), server)
+    _command(plan, kind)
+    return plan
+
+
 async def _read_plan(ctx: ServiceContext, ref: str, key: tuple[str, str | None],
                      server: str | None) -> RunPlan:
-    """Read what the run needs of the catalog in one transaction, and cache it (unless
-    the server is overridden) under the catalog generation read just before."""
+    """Read what the run needs of the catalog in one transaction, and cache it (with the
+    server it runs on, when overridden) under the catalog generation read just before."""
     # NOTE: the generation is read first: an edit in between makes the next run read
     # again; it can never pin an older plan to a newer generation.
     generation = await ctx.run_log.catalog_generation()
@@ -300,13 +322,14 @@ async def _read_plan(ctx: ServiceContext, ref: str, key: tuple[str, str | None],
         weights = await uow.weights.latest(target.model.id)
     weights_json = JsonText(json.dumps({w.name: w.values.tolist() for w in weights}))
     plan = RunPlan(target=target, weights=weights, weights_json=weights_json)
-    if server is None and generation is not None:
-        ctx.run_plans.put(key, generation, plan)
+    if generation is not None:
+        ctx.run_plans.put(_plan_key(key, server), generation, plan)
     return plan
 
 
 async def list_runs(ctx: ServiceContext, model: str | None = None, status: str | None = None,
-                    since: datetime | None = None, limit: int = 50) -> list[RunRecord]:
+                    since: datetime | None = None, limit: int = 50,
+                    batch_id: UUID | None = None) -> list[RunRecord]:
     try:
         st = RunStatus(status) if status else None
     except ValueError:
@@ -320,7 +343,8 @@ async def list_runs(ctx: ServiceContext, model: str | None = None, status: str |
 
         await reap_lost_runs(ctx)  # what says running must be running
     async with ctx.uow() as uow:
-        records = await uow.runs.query(model=model, status=st, since=since, limit=limit)
+        records = await uow.runs.query(model=model, status=st, since=since, limit=limit,
+                                       batch_id=batch_id)
     from mer.services.detached import refresh_runs
 
     return await refresh_runs(ctx, records)  # detached (Slurm) runs: how they stand now

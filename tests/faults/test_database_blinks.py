@@ -149,3 +149,34 @@ def test_a_shell_started_while_the_database_was_down_works_once_it_is_up(
             mer.kill()
     assert "linear" in out, err  # the second `models` reached the database
     assert mer.returncode == 1  # the first one failed
+
+
+async def test_concurrent_runs_write_on_spare_connections_and_survive_a_blink(pg_fresh: str) -> None:
+    """A batch's runs write at once: while one write is in flight on the run log's
+    connection the others go on spares (not one at a time), and a dropped database
+    connection under them is replaced like the main one."""
+    import asyncio
+
+    from mer.db.engine import create_engine
+    from mer.db.run_log import SPARE_CONNECTIONS, SqlRunLog
+    from mer.domain import RunRecord
+    from tests.fixtures_pg import migrate
+
+    await migrate(pg_fresh)
+    engine = create_engine(pg_fresh)
+    log = SqlRunLog(engine, retry_for=10)
+    try:
+        async def many() -> list[RunRecord]:
+            records = [RunRecord(model="m", version="1", server="local", os_user="t") for _ in range(8)]
+            await asyncio.gather(*(log.start(r) for r in records))
+            return records
+
+        first = await many()
+        assert len(log._spares) == SPARE_CONNECTIONS  # the writes went on more connections
+        assert await _terminate_backends(_db(pg_fresh)) >= 1 + SPARE_CONNECTIONS
+        second = await many()
+        rows = await _runs(_db(pg_fresh))
+        assert sorted(rows) == sorted(r.id.hex for r in first + second)
+    finally:
+        await log.close()
+        await engine.dispose()

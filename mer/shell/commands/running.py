@@ -17,6 +17,7 @@ from mer.errors import EXIT_OUTPUT_CLOSED, EditNotAllowed, MerError, UsageError
 from mer.lazy import lazy_module
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command
+from mer.shell.commands.batch import add_batch_options, is_batch, run_batch
 from mer.shell.commands.pipelines import launch_pipeline
 from mer.shell.commands.weights import change_image, change_text
 from mer.shell.confirm import DECLINED, confirmed
@@ -56,10 +57,12 @@ def _run_parser(description: str) -> ParserRecipe:
     return p
 
 
-_run = _run_parser("Run a model; its output streams live, then a one-line summary.")
+_run = _run_parser("Run a model; its output streams live, then a one-line summary. --batch "
+                   "and --sweep run it once per input line or parameter combination.")
 _run.add_argument("--detach", action="store_true",
                   help="servers of kind slurm: submit the run with sbatch and return at once "
                   "(`runs wait ID` waits for it)")
+add_batch_options(_run)
 _train = _run_parser("Run a model's training command. A result with weight vectors "
                      '({"weights": {"w": [...]}}) is stored with --save.')
 _train.add_argument("--save", action="store_true",
@@ -171,7 +174,13 @@ class RunCommands(MerCommands):
     def do_run(self, args: argparse.Namespace) -> None:
         """Run a model."""
         if args.detach:
+            if is_batch(args):
+                raise UsageError("--detach submits one run; it cannot be given with --batch or "
+                                 "--sweep")
             self._detach(args)
+            return
+        if is_batch(args):
+            run_batch(self, args)
             return
         self._report(args, self._launch(args, domain.RunKind.RUN))
 

@@ -36,6 +36,8 @@ _list.add_argument("--model", completer=MerCommands._models, help="only this mod
 _list.add_argument("--status", choices=Later(lambda: [s.value for s in domain.RunStatus]))
 _list.add_argument("--since", help="only runs since: 30m, 2h, 1d or an ISO time")
 _list.add_argument("--limit", type=int, default=20, help="at most N runs (default 20)")
+_list.add_argument("--batch", metavar="ID", help="only the runs of this batch (`run --batch`, "
+                   "`--sweep`; a unique prefix is enough)")
 add_json(_list)
 
 _show = parser("Show one run whole, with its output.")
@@ -68,7 +70,13 @@ class RunLogCommands(MerCommands):
     @verb("runs", "list", _list)
     def runs_list(self, args: argparse.Namespace) -> None:
         after = since(args.since) if args.since else None
-        records = self.call(run_svc.list_runs(self.ctx(), args.model, args.status, after, args.limit))
+        batch = None
+        if args.batch:
+            from mer.services.batch import find_batch  # not at start-up: cold start
+
+            batch = self.call(find_batch(self.ctx(), args.batch))
+        records = self.call(run_svc.list_runs(self.ctx(), args.model, args.status, after, args.limit,
+                                              batch_id=batch))
         self.emit(args, [render.run_image(r) for r in records],
                   lambda: render.Table(render.RUN_HEADERS, render.run_rows(records)))
 
