@@ -16,6 +16,7 @@ import asyncio
 import json
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -47,6 +48,7 @@ from mer.execution.interface import Sinks
 from mer.services.context import RunPlan, ServiceContext
 from mer.services.models import find_model, parse_param_value
 from mer.services.ownership import this_owner
+from mer.services.run_snapshot import take_snapshot
 from mer.validation import check_argv, check_env, check_input_name, check_params, check_text
 
 __all__ = ["get_run", "list_runs", "list_workers", "load_input", "parse_input_files",
@@ -124,24 +126,29 @@ async def run_model(
     parent_id: UUID | None = None,  # the run this one is a step of (a pipeline's)
     batch_id: UUID | None = None,
     run_id: UUID | None = None,
+    plan: RunPlan | None = None,
+    note: dict[str, Any] | None = None,
 ) -> tuple[RunRecord, RunResult | None]:
     """Run (or train) a model once and record it. Returns the completed record and the
     executor's result. ``input_files`` (name -> path) go into a container model's
     /data/input. ``batch_id`` marks the run as one of a batch (mer/services/batch.py),
-    ``run_id`` is its record's id when the caller must know it whatever happens. Raises
-    MerError when the model cannot be run at all (the record then says failed, with the
-    error)."""
+    ``run_id`` is its record's id when the caller must know it whatever happens.
+    ``plan`` runs that plan instead of the catalog's (a replay: its model, server,
+    parameters and weight revisions as recorded); ``note`` adds keys to the run's
+    snapshot. Raises MerError when the model cannot be run at all (the record then says
+    failed, with the error)."""
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds")
     check_params(params or {})
     key = parse_model_ref(ref)
-    cached = ctx.run_plans.get(_plan_key(key, server))
+    cached = ctx.run_plans.get(_plan_key(key, server)) if plan is None else None
     if cached is not None:
         try:
             _command(cached.plan, kind)
         except UsageError:
             cached = None  # perhaps only stale (enabled since): decide on a fresh read
-    plan = cached.plan if cached is not None else await _read_plan(ctx, ref, key, server)
+    if plan is None:
+        plan = cached.plan if cached is not None else await _read_plan(ctx, ref, key, server)
     command = _command(plan, kind)
     owner = this_owner()
     record = RunRecord(model=plan.target.model.name, version="", server="", os_user=ctx.actor,
@@ -150,6 +157,9 @@ async def run_model(
     if run_id is not None:
         record.id = run_id
     _stamp(record, plan)
+    snapshot = partial(take_snapshot, kind=kind, params=params or {}, input=input, timeout=timeout,
+                       input_files=input_files, note=note)
+    record.snapshot = snapshot(record, plan)
     # The row is written before the model starts; the insert also tells whether the
     # catalog changed since the cached plan was read.
     generation = await ctx.run_log.start(record)
@@ -165,6 +175,7 @@ async def run_model(
             await asyncio.shield(ctx.run_log.update(record))
             raise
         _stamp(record, plan)
+        record.snapshot = snapshot(record, plan)
         await ctx.run_log.update(record)  # the row says what really runs
     model, srv = plan.target.model, plan.target.server
     parameters = {**plan.target.parameters, **(params or {})}

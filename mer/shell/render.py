@@ -17,10 +17,11 @@ from uuid import UUID
 
 if TYPE_CHECKING:
     from mer.domain import Pipeline, RunRecord, Server, WeightRevision, WorkerInfo
+    from mer.services.run_replay import Replay
 
 __all__ = ["PIPELINE_HEADERS", "RUN_HEADERS", "STEP_HEADERS", "Table", "dumps", "fit",
-           "pipeline_rows", "pipeline_text", "run_image", "run_rows", "run_summary", "run_text",
-           "step_image", "step_rows", "table", "weight_image", "when"]
+           "pipeline_rows", "pipeline_text", "replay_image", "replay_text", "run_image", "run_rows",
+           "run_summary", "run_text", "step_image", "step_rows", "table", "weight_image", "when"]
 
 
 def _default(value: Any) -> Any:
@@ -120,6 +121,7 @@ def run_image(r: RunRecord, full: bool = False) -> dict[str, Any]:
     }
     if full:
         image["stdout"], image["stderr"] = r.stdout, r.stderr
+        image["snapshot"] = r.snapshot
     return image
 
 
@@ -208,6 +210,24 @@ def pipeline_text(p: Pipeline) -> str:
             for n, s in enumerate(p.steps, start=1)]
     lines += ["  " + line for line in table(["step", "model", "map"], rows).splitlines()]
     return "\n".join(lines)
+
+
+def replay_image(replay: Replay) -> dict[str, Any]:
+    """`runs replay --json`: the verdict, what differs, and the replay's own run."""
+    old = replay.recorded
+    return {"replay_of": replay.of, "source": replay.source, "identical": replay.identical,
+            "differences": replay.differences, "recorded_by": replay.recorded_by,
+            "recorded": {"status": old.status, "exit_code": old.exit_code, "result": old.result},
+            "run": run_image(replay.record)}
+
+
+def replay_text(replay: Replay) -> str:
+    """``identical`` or ``differs``, what ran, then one line per difference."""
+    r = replay.record
+    verdict = "identical" if replay.identical else "differs"
+    head = (f"{verdict}: replay of run {replay.of[:8]} ({r.model}@{r.version} on {r.server}) "
+            f"{r.status}{'' if r.exit_code is None else f' (exit {r.exit_code})'}; run {str(r.id)[:8]}")
+    return "\n".join([head, *("  " + d for d in replay.differences)])
 
 
 def weight_image(w: WeightRevision, head: int | None = None, values: bool = True) -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""`runs list|show|artifact`: the access log, one row per run, and the files a
-container run left."""
+"""`runs list|show|artifact|wait|export|replay`: the access log, one row per run, the files
+a container run left, and a run exported to a zip or replayed exactly."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,22 +15,27 @@ from mer.lazy import lazy_module
 from mer.shell import render
 from mer.shell.commands.base import MerCommands, command, dispatch, verb
 from mer.shell.parsing import Later, add_json, parser, since
+from mer.shell.spinner import Spinner
 
 if TYPE_CHECKING:
     from mer import domain
     from mer.services import artifacts as artifact_svc
     from mer.services import pipeline_runs as pipeline_run_svc
+    from mer.services import run_export as export_svc
+    from mer.services import run_replay as replay_svc
     from mer.services import runs as run_svc
 else:
     domain = lazy_module("mer.domain")
     artifact_svc = lazy_module("mer.services.artifacts")
     pipeline_run_svc = lazy_module("mer.services.pipeline_runs")
+    export_svc = lazy_module("mer.services.run_export")
+    replay_svc = lazy_module("mer.services.run_replay")
     run_svc = lazy_module("mer.services.runs")
 
 __all__ = ["RunLogCommands"]
 
-_noun = parser("The access log: list, show, artifact, wait. `runs` lists the newest; `runs ID` "
-               "shows one.")
+_noun = parser("The access log: list, show, artifact, wait, export, replay. `runs` lists the "
+               "newest; `runs ID` shows one.")
 _noun.add_subparsers(title="verbs", metavar="VERB", required=True)
 
 _list = parser("List runs, newest first.")
@@ -58,6 +65,24 @@ _wait = parser("Wait until a run has ended (a detached Slurm run: brought up to 
 _wait.add_argument("run_id", help="run id (a unique prefix is enough)")
 _wait.add_argument("--timeout", type=float, help="give up after this many seconds")
 add_json(_wait)
+
+_export = parser("Write a run to a zip: metadata.json (the run, its configuration, parameters "
+                 "and weight revisions with their sha256), request.json, result.json, stdout.txt, "
+                 "stderr.txt and weights/NAME.npy at the revisions the run used.")
+_export.add_argument("run_id", help="run id (a unique prefix is enough)")
+_export.add_argument("--to", type=Path, required=True, completer=cmd2.Cmd.path_complete,
+                     help="the zip to write, or a directory to put run-ID.zip in")
+add_json(_export)
+
+_replay = parser("Rerun a run with its recorded configuration, parameters, weight revisions and "
+                 "request (not today's) and say whether it came out identical; a replay that "
+                 "differs fails the command.")
+_replay.add_argument("run_id", nargs="?", help="run id (a unique prefix is enough)")
+_replay.add_argument("--from", dest="source", type=Path, completer=cmd2.Cmd.path_complete,
+                     help="replay an export (`runs export`) instead; needs --allow-edit")
+_replay.add_argument("--server", choices_provider=MerCommands._servers,
+                     help="run on this server instead of the recorded one")
+add_json(_replay)
 
 
 class RunLogCommands(MerCommands):
@@ -103,4 +128,20 @@ class RunLogCommands(MerCommands):
         record = self.call(detached.wait_run(self.ctx(), args.run_id, args.timeout))
         self.emit(args, render.run_image(record), render.run_summary(record))
         if record.status is not domain.RunStatus.SUCCEEDED:
+            self.shell.failed, self.shell.exit_code = True, 1
+
+    @verb("runs", "export", _export)
+    def runs_export(self, args: argparse.Namespace) -> None:
+        record, path, files = self.call(export_svc.export_run(self.ctx(), args.run_id, args.to))
+        self.emit(args, {"run": str(record.id), "path": str(path), "files": files},
+                  f"run {str(record.id)[:8]} exported to {path}: {', '.join(files)}")
+
+    @verb("runs", "replay", _replay)
+    def runs_replay(self, args: argparse.Namespace) -> None:
+        watched = not self.want_json(args) and self.shell.watched(sys.stderr)
+        with Spinner(sys.stderr) if watched else nullcontext():
+            replay = self.call(replay_svc.replay_run(self.ctx(), args.run_id, source=args.source,
+                                                     server=args.server))
+        self.emit(args, render.replay_image(replay), lambda: render.replay_text(replay))
+        if not replay.identical:
             self.shell.failed, self.shell.exit_code = True, 1
