@@ -74,6 +74,43 @@ def test_a_replay_runs_on_another_server_when_told(sh: ShellOnFakes) -> None:
     assert done.failed and done.err == "error: server 'gpu9' not found; see `servers`\n"
 
 
+def test_a_replay_names_a_recorded_server_that_is_gone(sh: ShellOnFakes) -> None:
+    for line in ("server add gone --kind local", "model add far --server gone --command true"):
+        assert sh(line).exit_code == 0
+    run = _run(sh, "run far")
+    for line in ("model set far server local", "server remove gone"):
+        assert sh(line).exit_code == 0, sh(line).err
+    done = sh(f"runs replay {run['id']}")
+    assert done.failed and done.err == (f"error: run {run['id'][:8]} ran on server 'gone', which is "
+                                        f"not known here; give --server NAME\n")
+    assert _run(sh, f"runs replay {run['id']} --server local")["run"]["server"] == "local"
+
+
+def test_a_vector_removed_and_added_again_is_not_taken_for_the_recorded_one(sh: ShellOnFakes) -> None:
+    run = _run(sh, "run lin --data 3")
+    for line in ("weights remove lin w --yes", "weights set lin w --values 5,5,5 --new"):
+        assert sh(line).exit_code == 0
+    assert _run(sh, "weights lin w")["revision"] == 1  # a revision 1 again, of other values
+    done = sh(f"runs replay {run['id']}")
+    assert done.failed and done.err.startswith(f"error: run {run['id'][:8]} used weights 'w' revision 1, "
+                                               f"which is no longer stored")
+
+
+def test_an_export_replays_on_another_mer_that_knows_the_server(sh: ShellOnFakes, tmp_path: Path) -> None:
+    run = _run(sh, "run lin --data 3")
+    assert sh(f"runs export {run['id']} --to {tmp_path / 'run.zip'}").exit_code == 0
+    elsewhere = ShellOnFakes(allow_edit=True)  # no model at all; a server of the same name
+    try:
+        assert elsewhere("server add local --kind local").exit_code == 0
+        replay = _run(elsewhere, f"runs replay --from {tmp_path / 'run.zip'}")
+        assert replay["identical"] is True and replay["run"]["model"] == "lin"
+        sent = elsewhere.executor.requests[0]
+        assert sent.command == ["python3", "lin.py"] and sent.payload["parameters"] == {"bias": 0.5}
+        assert json.loads(sent.payload["weights"]) == {"w": [1.0, 2.0, 3.0]}
+    finally:
+        elsewhere.close()
+
+
 @pytest.mark.parametrize(("line", "message"), [
     ("runs replay", "give the id of a run to replay, or --from FILE (an export)"),
     ("runs replay 1234 --from x.zip", "give a run id or --from FILE (an export), not both"),
