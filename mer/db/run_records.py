@@ -15,6 +15,7 @@ Every string is stored as valid UTF-8 without NUL, on both dialects (``storable`
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Any
@@ -45,14 +46,33 @@ def storable(text: str | None) -> str | None:
     return _UNSTORABLE.sub("\ufffd", text)
 
 
+# In JSON with ASCII escapes, the only trace of NUL or of a surrogate (lone, or half of a
+# pair: then the slow path finds nothing to replace) is one of these escapes.
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
 def storable_json(value: Any) -> Any:
-    """The same for every string and key of a JSON document (a model's result)."""
+    """The same for every string and key of a JSON document (a model's result, a run's
+    snapshot)."""
+    if isinstance(value, (dict, list)):
+        # NOTE: every run writes its snapshot twice; encoding it in C and looking for an
+        # escape costs a third of walking it in Python, and the walk is only needed when
+        # one is found.
+        try:
+            if not _UNSTORABLE_ESCAPE.search(json.dumps(value)):
+                return value
+        except (TypeError, ValueError):
+            pass  # not plain JSON: the walk below decides
+    return _storable_walk(value)
+
+
+def _storable_walk(value: Any) -> Any:
     if isinstance(value, str):
         return storable(value)
     if isinstance(value, list):
-        return [storable_json(v) for v in value]
+        return [_storable_walk(v) for v in value]
     if isinstance(value, dict):
-        return {storable(k): storable_json(v) for k, v in value.items()}
+        return {storable(k): _storable_walk(v) for k, v in value.items()}
     return value
 
 
