@@ -66,19 +66,20 @@ _wait.add_argument("run_id", help="run id (a unique prefix is enough)")
 _wait.add_argument("--timeout", type=float, help="give up after this many seconds")
 add_json(_wait)
 
-_export = parser("Write a run to a zip: metadata.json (the run, its configuration, parameters "
-                 "and weight revisions with their sha256), request.json, result.json, stdout.txt, "
-                 "stderr.txt and weights/NAME.npy at the revisions the run used.")
+_export = parser("Write a run to a zip that holds all it takes to rerun it. metadata.json (the "
+                 "run, its configuration, parameters and weight revisions with their sha256), "
+                 "request.json, result.json, stdout.txt, stderr.txt and weights/NAME.npy at the "
+                 "revisions the run used.")
 _export.add_argument("run_id", help="run id (a unique prefix is enough)")
-_export.add_argument("--to", type=Path, required=True, completer=cmd2.Cmd.path_complete,
+_export.add_argument("--to", type=Path, required=True, metavar="FILE", completer=cmd2.Cmd.path_complete,
                      help="the zip to write, or a directory to put run-ID.zip in")
 add_json(_export)
 
-_replay = parser("Rerun a run with its recorded configuration, parameters, weight revisions and "
-                 "request (not today's) and say whether it came out identical; a replay that "
-                 "differs fails the command.")
+_replay = parser("Rerun a run exactly as recorded and say whether it came out identical. The "
+                 "recorded configuration, parameters, weight revisions and request are used, not "
+                 "today's; a replay that differs fails the command.")
 _replay.add_argument("run_id", nargs="?", help="run id (a unique prefix is enough)")
-_replay.add_argument("--from", dest="source", type=Path, completer=cmd2.Cmd.path_complete,
+_replay.add_argument("--from", dest="source", type=Path, metavar="FILE", completer=cmd2.Cmd.path_complete,
                      help="replay an export (`runs export`) instead; needs --allow-edit")
 _replay.add_argument("--server", choices_provider=MerCommands._servers,
                      help="run on this server instead of the recorded one")
