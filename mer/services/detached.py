@@ -22,6 +22,7 @@ from mer.domain import RunKind, RunRecord, RunRequest, RunStatus, Server, parse_
 from mer.errors import ExecutionError, MerError, UsageError, WaitTimedOut
 from mer.execution.interface import Detacher
 from mer.services.context import ServiceContext
+from mer.services.run_snapshot import take_snapshot
 from mer.services.runs import _alias, _command, _container, _read_plan, _stamp, get_run
 from mer.validation import check_params
 
@@ -67,6 +68,8 @@ async def submit_run(ctx: ServiceContext, ref: str, *, input: Any = None,
     record = RunRecord(model=model.name, version="", server="", os_user=ctx.actor,
                        status=RunStatus.QUEUED, alias=_alias(key, plan))
     _stamp(record, plan)
+    record.snapshot = take_snapshot(record, plan, kind=RunKind.RUN, params=params or {}, input=input,
+                                    timeout=timeout, input_files=None)
     async with ctx.uow() as uow:
         await uow.runs.start(record)
         await uow.commit()

@@ -61,7 +61,8 @@ def recorded_snapshot(record: RunRecord) -> dict[str, Any]:
     """The run's snapshot; UsageError for a run recorded before mer kept them."""
     if not record.snapshot:
         raise UsageError(f"run {str(record.id)[:8]} has no snapshot (it ran before mer recorded "
-                         f"them), so it cannot be exported or replayed")
+                         f"them, or it is a pipeline's run: replay its steps), so it cannot be "
+                         f"exported or replayed")
     return record.snapshot
 
 

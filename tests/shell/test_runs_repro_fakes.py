@@ -140,7 +140,8 @@ def test_a_run_without_a_snapshot_cannot_be_replayed_or_exported(sh: ShellOnFake
     for line in (f"runs replay {old.id}", f"runs export {old.id} --to {tmp_path / 'x.zip'}"):
         done = sh(line)
         assert done.failed and done.err == (f"error: run {str(old.id)[:8]} has no snapshot (it ran before "
-                                            f"mer recorded them), so it cannot be exported or replayed\n")
+                                            f"mer recorded them, or it is a pipeline's run: replay its "
+                                            f"steps), so it cannot be exported or replayed\n")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -97,7 +97,9 @@ def test_a_slurm_server_runs_models_and_detached_runs(slurm_cluster, shell, db, 
     queued = last_json(sub.out)
     assert queued["status"] == "queued" and queued["job_id"].isdigit()
     run_id = queued["id"][:8]
-    assert last_json(shell(f"runs show {run_id} --json").out)["status"] == "queued"
+    shown = last_json(shell(f"runs show {run_id} --json").out)
+    assert shown["status"] == "queued"
+    assert shown["snapshot"]["request"]["input"] == {"x": 5, "wait": True}  # reproducible too
     subprocess.run(["scontrol", "release", queued["job_id"]], check=True, env=slurm_cluster.env())
     other = InProcessShell(db)
     try:
