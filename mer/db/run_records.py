@@ -16,6 +16,7 @@ Every string is stored as valid UTF-8 without NUL, on both dialects (``storable`
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -23,9 +24,11 @@ from uuid import UUID
 from sqlalchemy import String, Table, bindparam, cast, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from mer.db import run_retention
 from mer.db.engine import map_errors
 from mer.db.orm import RunRow
 from mer.db.repository import _aware, _matched
+from mer.db.run_listing import anchor, page_statement
 from mer.domain import Artifact, RunKind, RunRecord, RunStatus
 from mer.errors import UsageError
 
@@ -129,7 +132,8 @@ class SqlRunRepository:
             await self.session.execute(RUN_CLAIM, self.claim_values(record))
 
     @staticmethod
-    def _to_domain(row: RunRow) -> RunRecord:
+    def _to_domain(row: Any) -> RunRecord:
+        """From a RunRow, or a listing's row (mer/db/run_listing.py: the same names)."""
         return RunRecord(
             id=row.id, model_id=row.model_id, model=row.model, version=row.version,
             server=row.server, os_user=row.os_user, kind=RunKind(row.kind),
@@ -172,18 +176,24 @@ class SqlRunRepository:
         since: datetime | None = None,
         limit: int = 50,
         batch_id: UUID | None = None,
+        *,
+        before: UUID | None = None,
+        offset: int = 0,
     ) -> list[RunRecord]:
-        stmt = select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)
-        if batch_id is not None:
-            stmt = stmt.where(RunRow.batch_id == batch_id)
-        if model is not None:
-            stmt = stmt.where(RunRow.model == model)
-        if status is not None:
-            stmt = stmt.where(RunRow.status == str(status))
-        if since is not None:
-            stmt = stmt.where(RunRow.started_at >= since)
         with map_errors():
-            return [self._to_domain(r) for r in await self.session.scalars(stmt)]
+            after = await anchor(self.session, before) if before is not None else None
+            rows = await self.session.execute(
+                page_statement(model, status, since, limit, after, offset, batch_id))
+            return [self._to_domain(r) for r in rows]
+
+    async def count_prunable(self, cutoff: datetime, statuses: Collection[RunStatus]) -> int:
+        with map_errors():
+            return await run_retention.count_prunable(self.session, cutoff, statuses)
+
+    async def delete_prunable(self, cutoff: datetime, statuses: Collection[RunStatus],
+                              limit: int) -> int:
+        with map_errors():
+            return await run_retention.delete_prunable(self.session, cutoff, statuses, limit)
 
     async def children(self, parent_id: UUID) -> list[RunRecord]:
         """The runs whose parent is ``parent_id`` (a pipeline run's steps), oldest first."""
