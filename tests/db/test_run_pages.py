@@ -39,7 +39,7 @@ def _record(i: int, started_at: datetime | None = None) -> RunRecord:
     # Four runs share each instant: only the id orders them.
     return RunRecord(model=f"m{i % 3}", version="1", server="local", os_user="t",
                      status=STATUSES[(i // 3) % 20], started_at=started_at or NOW - timedelta(seconds=i // 4),
-                     stdout="kept output " * 10)
+                     stdout="kept output " * 10, snapshot={"config": {"timeout": 5}})
 
 
 @dataclass
@@ -136,11 +136,11 @@ async def test_before_takes_a_prefix_and_names_a_missing_run(log: Log) -> None:
 
 async def test_a_list_does_not_read_the_output(log: Log) -> None:
     page = await list_run_page(log.ctx, model="m0", limit=5)
-    assert [r.stdout for r in page.records] == [""] * 5
+    assert [(r.stdout, r.snapshot) for r in page.records] == [("", None)] * 5
     assert all(r.weight_revisions == {} and r.started_at.tzinfo for r in page.records)
     async with log.ctx.uow() as uow:
         whole = await uow.runs.get(page.records[0].id)
-    assert whole is not None and whole.stdout.startswith("kept output")
+    assert whole is not None and whole.stdout.startswith("kept output") and whole.snapshot
 
 
 async def _plan(engine: Any, stmt: Any) -> str:
