@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import String, Table, bindparam, cast, func, insert, literal_column, select, update
+from sqlalchemy import Table, bindparam, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from mer.db import run_retention
@@ -154,15 +154,17 @@ class SqlRunRepository:
             stmt = select(RunRow).where(RunRow.id == run_id)
         else:
             prefix = run_id.strip().lower().replace("-", "")
-            if len(prefix) < 4 or not re.fullmatch(r"[0-9a-f]+", prefix):
+            if not 4 <= len(prefix) <= 32 or not re.fullmatch(r"[0-9a-f]+", prefix):
                 raise UsageError(
                     f"run id '{run_id}' is not a run id; give at least 4 hex characters of one"
                 )
             if len(prefix) == 32:
                 stmt = select(RunRow).where(RunRow.id == UUID(prefix))
             else:
-                text_id = func.replace(cast(RunRow.id, String), "-", "")
-                stmt = select(RunRow).where(text_id.like(prefix + "%")).limit(2)
+                # The ids a prefix covers are one range of the primary key (uuid order is
+                # hex order on both dialects): an index range, not a scan of the log.
+                lo, hi = UUID(prefix.ljust(32, "0")), UUID(prefix.ljust(32, "f"))
+                stmt = select(RunRow).where(RunRow.id >= lo, RunRow.id <= hi).limit(2)
         with map_errors():
             rows = list(await self.session.scalars(stmt))
         if len(rows) > 1:

@@ -134,6 +134,17 @@ async def test_before_takes_a_prefix_and_names_a_missing_run(log: Log) -> None:
         await list_run_page(log.ctx, before=str(uuid.UUID(int=0)))
 
 
+async def test_a_prefix_finds_its_run_by_a_range_of_ids(log: Log) -> None:
+    # A prefix is a range of the primary key (not a scan of the log): check the ends.
+    ids = sorted(r.id for r in log.records)
+    async with log.ctx.uow() as uow:
+        for run_id in (ids[0], ids[1], ids[-1], ids[1500]):
+            for prefix in (str(run_id)[:9], str(run_id)[:13], run_id.hex[:20], run_id.hex[:31]):
+                found = await uow.runs.get(prefix)
+                assert found is not None and found.id == run_id, prefix
+        assert await uow.runs.get("ffffffff-ffff") is None or ids[-1].hex.startswith("ffffffffffff")
+
+
 async def test_a_list_does_not_read_the_output(log: Log) -> None:
     page = await list_run_page(log.ctx, model="m0", limit=5)
     assert [(r.stdout, r.snapshot) for r in page.records] == [("", None)] * 5
