@@ -22,9 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mer.db.orm import RunRow
 from mer.domain import RunStatus
-from mer.errors import RunNotFound
 
-__all__ = ["LIST_COLUMNS", "anchor", "page_statement"]
+__all__ = ["LIST_COLUMNS", "exists", "page_statement"]
 
 # NOTE: typed as any FromClause (a mapped class may map a join); this one is a table.
 _RUNS = cast(Table, RunRow.__table__)
@@ -37,20 +36,15 @@ LIST_COLUMNS: list[Any] = [
 ]
 
 
-async def anchor(session: AsyncSession, run_id: UUID) -> tuple[datetime, UUID]:
-    """Where run ``run_id`` sits in the listing order. Raises RunNotFound."""
-    row = (await session.execute(
-        select(_RUNS.c.started_at, _RUNS.c.id).where(_RUNS.c.id == run_id))).first()
-    if row is None:
-        raise RunNotFound(str(run_id))
-    return cast(datetime, row[0]), cast(UUID, row[1])
+async def exists(session: AsyncSession, run_id: UUID) -> bool:
+    return (await session.scalar(select(_RUNS.c.id).where(_RUNS.c.id == run_id))) is not None
 
 
 def page_statement(model: str | None, status: RunStatus | None, since: datetime | None,
-                   limit: int, after: tuple[datetime, UUID] | None = None,
-                   offset: int = 0, batch_id: UUID | None = None) -> Select[Any]:
-    """The rows of one page: newest first, after the anchor ``after`` when given, then
-    ``offset`` rows skipped."""
+                   limit: int, after: UUID | None = None, offset: int = 0,
+                   batch_id: UUID | None = None) -> Select[Any]:
+    """The rows of one page: newest first, after run ``after`` when given (none when
+    there is no such run), then ``offset`` rows skipped."""
     c = _RUNS.c
     stmt = select(*LIST_COLUMNS).order_by(c.started_at.desc(), c.id.desc()).limit(limit)
     if batch_id is not None:  # a batch's runs are few: its own index, then a sort
@@ -63,10 +57,11 @@ def page_statement(model: str | None, status: RunStatus | None, since: datetime 
         # NOTE: in UTC: SQLite compares the stored text, which is UTC without a zone.
         stmt = stmt.where(c.started_at >= since.astimezone(UTC))
     if after is not None:
+        # The run's start time as a subquery, evaluated once (no round trip of its own).
         # Spelled out rather than as a row value: `started_at <= t` is an index range on
         # both dialects; the rest filters the few rows that share that instant.
-        at, run_id = after
-        stmt = stmt.where(c.started_at <= at, or_(c.started_at < at, c.id < run_id))
+        at = select(c.started_at).where(c.id == after).scalar_subquery()
+        stmt = stmt.where(c.started_at <= at, or_(c.started_at < at, c.id < after))
     if offset:
         stmt = stmt.offset(offset)
     return stmt

@@ -28,9 +28,10 @@ from mer.db import run_retention
 from mer.db.engine import map_errors
 from mer.db.orm import RunRow
 from mer.db.repository import _aware, _matched
-from mer.db.run_listing import anchor, page_statement
+from mer.db.run_listing import exists as run_exists
+from mer.db.run_listing import page_statement
 from mer.domain import Artifact, RunKind, RunRecord, RunStatus
-from mer.errors import UsageError
+from mer.errors import RunNotFound, UsageError
 
 __all__ = ["RUN_CLAIM", "RUN_FINISH", "RUN_INSERT", "SqlRunRepository", "replay_record", "row_exists",
            "storable", "storable_json"]
@@ -183,9 +184,10 @@ class SqlRunRepository:
         offset: int = 0,
     ) -> list[RunRecord]:
         with map_errors():
-            after = await anchor(self.session, before) if before is not None else None
-            rows = await self.session.execute(
-                page_statement(model, status, since, limit, after, offset, batch_id))
+            rows = list(await self.session.execute(
+                page_statement(model, status, since, limit, before, offset, batch_id)))
+            if not rows and before is not None and not await run_exists(self.session, before):
+                raise RunNotFound(str(before))
             return [self._to_domain(r) for r in rows]
 
     async def count_prunable(self, cutoff: datetime, statuses: Collection[RunStatus]) -> int:

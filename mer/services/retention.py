@@ -1,10 +1,13 @@
 """Retention of the access log: `runs prune --before 30d [--keep-failed] [--dry-run]`.
 
-A prune deletes the ended runs that started before a cutoff, oldest first, in batches
-of ``PRUNE_BATCH`` rows, each its own short transaction, and rests between batches as
-long as the last one took, so the run-log writes of shells that are running models
-get the database between batches (SQLite has a single writer). A run still running or
-queued is never deleted; ``keep_failed`` keeps every run that did not succeed.
+A prune deletes the ended runs that started before a cutoff, oldest first, in batches,
+each its own short transaction, and rests between batches as long as the last one took,
+so the run-log writes of shells that are running models get the database between
+batches (SQLite has a single writer). A batch is sized to take about ``BATCH_TIME``
+(at most ``PRUNE_BATCH`` rows): on SQLite a row costs a page write in each of the log's
+indexes, and 5,000 rows took ~1 s on a loaded machine, a second a running shell's run
+would wait. A run still running or queued is never deleted; ``keep_failed`` keeps every
+run that did not succeed.
 
 One audit entry tells the whole prune: it is written in the first batch's transaction
 and rewritten in each later one with the count so far, so whatever stops a prune
@@ -27,7 +30,9 @@ from mer.services.context import ServiceContext, require_edit
 __all__ = ["PRUNE_BATCH", "PruneResult", "count_prunable_runs", "prunable_statuses",
            "prune_runs"]
 
-PRUNE_BATCH = 5000
+PRUNE_BATCH = 5000  # the most rows one transaction deletes
+FIRST_BATCH = 500
+BATCH_TIME = 0.05  # seconds a batch should take: about the longest another writer waits
 MAX_REST = 0.1  # seconds: the longest pause between two batches
 
 
@@ -63,30 +68,34 @@ async def count_prunable_runs(ctx: ServiceContext, cutoff: datetime,
 
 
 async def prune_runs(ctx: ServiceContext, cutoff: datetime, keep_failed: bool = False,
-                     batch: int = PRUNE_BATCH,
+                     batch: int | None = None,
                      on_batch: Callable[[int], Awaitable[None]] | None = None) -> PruneResult:
-    """Delete the ended runs started before ``cutoff`` (see the module docstring);
-    ``on_batch(deleted so far)`` after each batch's commit. Raises EditNotAllowed,
-    UsageError, StorageError."""
+    """Delete the ended runs started before ``cutoff`` (see the module docstring), in
+    batches of ``batch`` rows (None: sized by time); ``on_batch(deleted so far)`` after
+    each batch's commit. Raises EditNotAllowed, UsageError, StorageError."""
     require_edit(ctx)
     cutoff = _check_cutoff(cutoff)
     statuses = prunable_statuses(keep_failed)
     entry = AuditEntry(actor=ctx.actor, action="runs.prune",
                        target=f"runs before {cutoff:%Y-%m-%dT%H:%M:%SZ}")
-    deleted = 0
+    deleted, size = 0, batch or FIRST_BATCH
     while True:
         t0 = time.perf_counter()
         async with ctx.uow() as uow:
-            gone = await uow.runs.delete_prunable(cutoff, statuses, batch)
+            gone = await uow.runs.delete_prunable(cutoff, statuses, size)
             if gone == 0 and deleted == 0:
                 break  # nothing to prune: no edit, no audit entry
             deleted += gone
             await uow.audit.replace(replace(entry, after={
-                "deleted": deleted, "keep_failed": keep_failed, "complete": gone < batch}))
+                "deleted": deleted, "keep_failed": keep_failed, "complete": gone < size}))
             await uow.commit()
+        took = time.perf_counter() - t0
         if on_batch is not None:
             await on_batch(deleted)
-        if gone < batch:
+        if gone < size:
             break
-        await asyncio.sleep(min(time.perf_counter() - t0, MAX_REST))
+        if batch is None:
+            # Toward BATCH_TIME, growing at most twofold: one overshoot is one long wait.
+            size = max(50, min(PRUNE_BATCH, 2 * size, int(size * BATCH_TIME / max(took, 0.001))))
+        await asyncio.sleep(min(took, MAX_REST))
     return PruneResult(cutoff=cutoff, keep_failed=keep_failed, count=deleted)
