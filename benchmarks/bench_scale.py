@@ -224,7 +224,9 @@ async def bench(url: str, dsn: str, empty_url: str, args: argparse.Namespace) ->
         depth = args.rows // MODELS // 2
         deep = (await list_run_page(ctx, model="m3", limit=1, page=depth)).records[0].id
         keyset = await timed(n, lambda k: list_run_page(ctx, model="m3", limit=50, before=str(deep)))
-        line(f"runs --model M --before ID ({depth:,} runs deep)", keyset, None, 20)
+        deep_sql = raw.sql(page_statement("m3", None, None, 51, deep))
+        raw_keyset = await timed(n, lambda k: raw.fetch(deep_sql))
+        line(f"runs --model M --before ID ({depth:,} runs deep)", keyset, raw_keyset, 20)
         offset = await timed(max(5, n // 5), lambda k: list_run_page(ctx, model="m3", limit=50, page=100))
         line("runs --model M --page 100 (an offset)", offset, None, None, "(--before pages at any depth)")
         print(f"  plan, --model: {await raw.plan(page_statement('m5', None, None, 51))}")
