@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from mer.db.interfaces import UnitOfWork
 from mer.domain import RunRecord, RunStatus
 from mer.errors import RunNotFound, UsageError
 from mer.services.context import ServiceContext
@@ -70,4 +71,16 @@ async def list_run_page(ctx: ServiceContext, model: str | None = None,
         # One row more than the page tells whether another page follows.
         rows = await uow.runs.query(model=model, status=st, since=since, limit=limit + 1,
                                     batch_id=batch_id, before=anchor, offset=(page - 1) * limit)
-    return RunPage(records=rows[:limit], more=len(rows) > limit)
+        records = [await _whole(uow, r) for r in rows[:limit]]
+    from mer.services.detached import refresh_runs
+
+    records = await refresh_runs(ctx, records)  # detached (Slurm) runs: how they stand now
+    return RunPage(records=records, more=len(rows) > limit)
+
+
+async def _whole(uow: UnitOfWork, record: RunRecord) -> RunRecord:
+    """A detached run that may be brought up to date, read whole: its update writes the
+    record back, which must not blank the output and snapshot a listing leaves out."""
+    if record.job_id is None or record.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+        return record
+    return await uow.runs.get(record.id) or record

@@ -10,8 +10,9 @@ from datetime import timedelta
 
 import pytest
 
-from mer.domain import RunRecord, RunStatus, utcnow
+from mer.domain import RunRecord, RunResult, RunStatus, utcnow
 from mer.shell import confirm
+from tests.fakes import FakeExecutor
 from tests.shell.harness import ShellOnFakes
 
 NOW = utcnow()
@@ -54,6 +55,37 @@ def test_each_page_names_the_next_and_following_them_lists_every_run_once(sh: Sh
     seen += [row.split()[0] for row in table[1:]]
     newest_first = sorted(made[:7], key=lambda r: (r.started_at, r.id.hex), reverse=True)
     assert seen == [str(r.id)[:8] for r in newest_first]
+
+
+class SlurmSaysRunning(FakeExecutor):
+    """A scheduler whose every job now runs (mer.execution.interface.Detacher)."""
+
+    async def submit(self, request, server):  # type: ignore[no-untyped-def]
+        return "17"
+
+    async def poll(self, server, run_id, job_id):  # type: ignore[no-untyped-def]
+        return RunResult(status=RunStatus.RUNNING)
+
+    async def forget(self, server, run_id):  # type: ignore[no-untyped-def]
+        return None
+
+    async def cancel_job(self, server, job_id):  # type: ignore[no-untyped-def]
+        return None
+
+
+def test_a_detached_run_brought_up_to_date_by_a_listing_keeps_its_snapshot() -> None:
+    sh = ShellOnFakes(executor=SlurmSaysRunning()).seed()
+    try:
+        queued = RunRecord(model="lin", version="1", server="local", os_user="t",
+                           status=RunStatus.QUEUED, job_id="17",
+                           snapshot={"config": {"timeout": 5}})
+        sh.store.runs[queued.id] = queued
+        [listed] = json.loads(sh("runs --json").out)
+        assert listed["status"] == "running"
+        stored = sh.store.runs[queued.id]
+        assert stored.status is RunStatus.RUNNING and stored.snapshot == {"config": {"timeout": 5}}
+    finally:
+        sh.close()
 
 
 def test_under_json_a_page_is_one_line_and_no_hint(sh: ShellOnFakes) -> None:
