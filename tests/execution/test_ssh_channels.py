@@ -64,9 +64,8 @@ def _alive(pid: int) -> bool:
 async def test_a_timeout_still_kills_the_remote_process(sshd_server) -> None:
     ex = SshExecutor(grace=0.2)
     server = sshd_server.server
-    slow = RunRequest("slow", "1", ["python3", "-c",
-                                    "import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(60)"],
-                      {}, timeout=1)
+    # The shell prints its pid, then becomes `sleep` (same pid).
+    slow = RunRequest("slow", "1", ["sh", "-c", "echo $$; exec sleep 60"], {}, timeout=0.3)
     try:
         await ex.run(ECHO, server)
         await _spare_of(ex, server)  # the kill's channel will be the spare
