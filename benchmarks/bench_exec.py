@@ -1,8 +1,9 @@
 """Executor overhead against raw baselines, measured in the same run (medians).
 
 (a) local: raw asyncio spawn of `cat` with a JSON request on stdin vs LocalExecutor;
-(b) ssh: raw paramiko exec on a reused TCP_NODELAY transport vs SshExecutor, vs OpenSSH
-    (a fresh `ssh host cmd`, and ControlMaster multiplexing), all as the same light user
+(b) ssh: raw paramiko exec on a reused TCP_NODELAY transport vs SshExecutor (alternated
+    run by run), vs OpenSSH (a fresh `ssh host cmd`, and ControlMaster multiplexing),
+    all as the same light user
     on a throwaway sshd on 127.0.0.1, all starting the program /bin/true the cheapest way
     a shell can (`exec /bin/true`). NOTE: not the bare word `true`: the remote shell runs
     that as a builtin and starts no program at all (0.4 ms less here), while a model is
@@ -156,8 +157,6 @@ async def ssh(n: int) -> None:
     try:
         s = sshd.server
         t = paramiko_transport(s)
-        median_sync(10, lambda: raw_exec(t, "exec /bin/true"))
-        raw_t = median_sync(n, lambda: raw_exec(t, "exec /bin/true"))
         builtin_t = median_sync(n, lambda: raw_exec(t, "true"))
         ex = SshExecutor()
         req = RunRequest("true", "1", ["/bin/true"], PAYLOAD)
@@ -166,8 +165,19 @@ async def ssh(n: int) -> None:
             r = await ex.run(req, s)
             assert r.ok, r.error
 
-        await median_of(10, mer)
-        mer_t = await median_of(n, mer)
+        # Alternated run by run, as (d) does: on a busy host the time of each varies
+        # more from one second to the next than between the two.
+        raws: list[float] = []
+        mers: list[float] = []
+        for i in range(n + 10):
+            t0 = time.perf_counter()
+            raw_exec(t, "exec /bin/true")
+            t1 = time.perf_counter()
+            await mer()
+            if i >= 10:  # warm-up
+                raws.append(t1 - t0)
+                mers.append(time.perf_counter() - t1)
+        raw_t, mer_t = statistics.median(raws), statistics.median(mers)
         opts = ["-i", str(s.identity_file), "-p", str(s.port), "-o", f"UserKnownHostsFile={s.known_hosts}",
                 "-o", "BatchMode=yes", f"{s.user}@{s.host}"]
         fresh_t = median_sync(max(5, n // 20), lambda: subprocess.run(["ssh", *opts, "exec /bin/true"], check=True))

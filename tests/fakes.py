@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -32,6 +33,7 @@ from mer.errors import (
     ConflictError,
     ExecutorNotFound,
     PipelineNotFound,
+    RunNotFound,
     ServerNotFound,
     UsageError,
 )
@@ -247,11 +249,34 @@ class _Runs:
                 return copy.deepcopy(r)
         return None
 
-    async def query(self, model=None, status=None, since=None, limit=50, batch_id=None):  # type: ignore[no-untyped-def]
+    async def query(self, model=None, status=None, since=None, limit=50, batch_id=None, *,  # type: ignore[no-untyped-def]
+                    before=None, offset=0):
+        def order(r: RunRecord) -> tuple[datetime, str]:
+            return r.started_at, r.id.hex
+
         rows = [r for r in self.s.runs.values() if (model is None or r.model == model)
                 and (status is None or r.status == status) and (since is None or r.started_at >= since)
                 and (batch_id is None or r.batch_id == batch_id)]
-        return copy.deepcopy(sorted(rows, key=lambda r: r.started_at, reverse=True)[:limit])
+        if before is not None:
+            if before not in self.s.runs:
+                raise RunNotFound(str(before))
+            rows = [r for r in rows if order(r) < order(self.s.runs[before])]
+        rows = sorted(rows, key=order, reverse=True)[offset:offset + limit]
+        return [dataclasses.replace(r, stdout="", stderr="", snapshot=None) for r in copy.deepcopy(rows)]
+
+    def _prunable(self, cutoff, statuses):  # type: ignore[no-untyped-def]
+        return sorted((r for r in self.s.runs.values()
+                       if r.started_at < cutoff and r.status in statuses),
+                      key=lambda r: (r.started_at, r.id.hex))
+
+    async def count_prunable(self, cutoff, statuses):  # type: ignore[no-untyped-def]
+        return len(self._prunable(cutoff, statuses))
+
+    async def delete_prunable(self, cutoff, statuses, limit):  # type: ignore[no-untyped-def]
+        gone = self._prunable(cutoff, statuses)[:limit]
+        for r in gone:
+            del self.s.runs[r.id]
+        return len(gone)
 
     async def children(self, parent_id: UUID) -> list[RunRecord]:
         rows = [r for r in self.s.runs.values() if r.parent_id == parent_id]
@@ -287,6 +312,9 @@ class _Audit:
 
     async def append(self, entry: AuditEntry) -> None:
         self.s.audit.append(entry)
+
+    async def replace(self, entry: AuditEntry) -> None:
+        self.s.audit = [a for a in self.s.audit if a.id != entry.id] + [entry]
 
     async def query(self, target=None, limit=50, *, targets_like=(), since=None,  # type: ignore[no-untyped-def]
                     actor=None):

@@ -12,7 +12,7 @@ StorageError. Nothing is visible to other sessions until ``UnitOfWork.commit``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, Self
 from uuid import UUID
@@ -151,8 +151,20 @@ class RunRepository(Protocol):
         since: datetime | None = None,
         limit: int = 50,
         batch_id: UUID | None = None,
+        *,
+        before: UUID | None = None,
+        offset: int = 0,
     ) -> list[RunRecord]:
-        """Newest first."""
+        """Newest first (started_at, then id, descending); ``before``: only the rows after
+        that run in this order (RunNotFound if there is no such run), then ``offset``
+        rows skipped. Without the output (stdout, stderr) and the snapshot."""
+        ...
+    async def count_prunable(self, cutoff: datetime, statuses: Collection[RunStatus]) -> int:
+        """How many rows started before ``cutoff`` have one of ``statuses``."""
+        ...
+    async def delete_prunable(self, cutoff: datetime, statuses: Collection[RunStatus],
+                              limit: int) -> int:
+        """Delete the oldest ``limit`` of those rows; returns how many went."""
         ...
     async def children(self, parent_id: UUID) -> list[RunRecord]:
         """The runs whose parent is ``parent_id`` (a pipeline run's steps), oldest first."""
@@ -165,6 +177,10 @@ class RunRepository(Protocol):
 
 class AuditRepository(Protocol):
     async def append(self, entry: AuditEntry) -> None: ...
+    async def replace(self, entry: AuditEntry) -> None:
+        """Write ``entry`` over the entry with its id (or add it): an edit made in several
+        transactions keeps one entry that says, in each of them, how far it got."""
+        ...
     async def query(self, target: str | None = None, limit: int = 50, *,
                     targets_like: Sequence[str] = (), since: datetime | None = None,
                     actor: str | None = None) -> list[AuditEntry]:

@@ -133,17 +133,22 @@ class RunRow(Base):
     """The access log. No foreign key to models: a run's record outlives its model."""
 
     __tablename__ = "access_log"
-    __table_args__ = (Index("ix_access_log_started_at", "started_at"),)
+    # Each listing's filter, then its order (migration 0010): a page is one index range.
+    __table_args__ = (
+        Index("ix_access_log_model_started_at", "model", "started_at", "id"),
+        Index("ix_access_log_status_started_at", "status", "started_at", "id"),
+        Index("ix_access_log_started_at_id", "started_at", "id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     model_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    model: Mapped[str] = mapped_column(String(200), index=True)
+    model: Mapped[str] = mapped_column(String(200))
     version: Mapped[str] = mapped_column(String(50))
     server: Mapped[str] = mapped_column(String(200))
     os_user: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(20))
     weight_revisions: Mapped[dict[str, int]] = mapped_column(JsonDoc)
-    status: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[str] = mapped_column(String(20))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -347,6 +347,11 @@ class SqlAuditRepository(_Repo):
                                         after=entry.after, at=entry.at)
             )
 
+    async def replace(self, entry: AuditEntry) -> None:
+        with map_errors():
+            await self.session.execute(delete(AuditRow).where(AuditRow.id == entry.id))
+        await self.append(entry)
+
     async def query(self, target: str | None = None, limit: int = 50, *,
                     targets_like: Sequence[str] = (), since: datetime | None = None,
                     actor: str | None = None) -> list[AuditEntry]:

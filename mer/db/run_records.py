@@ -17,18 +17,22 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import String, Table, bindparam, cast, func, insert, literal_column, select, update
+from sqlalchemy import Table, bindparam, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from mer.db import run_retention
 from mer.db.engine import map_errors
 from mer.db.orm import RunRow
 from mer.db.repository import _aware, _matched
+from mer.db.run_listing import exists as run_exists
+from mer.db.run_listing import page_statement
 from mer.domain import Artifact, RunKind, RunRecord, RunStatus
-from mer.errors import UsageError
+from mer.errors import RunNotFound, UsageError
 
 __all__ = ["RUN_CLAIM", "RUN_FINISH", "RUN_INSERT", "SqlRunRepository", "replay_record", "row_exists",
            "storable", "storable_json"]
@@ -149,7 +153,8 @@ class SqlRunRepository:
             await self.session.execute(RUN_CLAIM, self.claim_values(record))
 
     @staticmethod
-    def _to_domain(row: RunRow) -> RunRecord:
+    def _to_domain(row: Any) -> RunRecord:
+        """From a RunRow, or a listing's row (mer/db/run_listing.py: the same names)."""
         return RunRecord(
             id=row.id, model_id=row.model_id, model=row.model, version=row.version,
             server=row.server, os_user=row.os_user, kind=RunKind(row.kind),
@@ -170,15 +175,17 @@ class SqlRunRepository:
             stmt = select(RunRow).where(RunRow.id == run_id)
         else:
             prefix = run_id.strip().lower().replace("-", "")
-            if len(prefix) < 4 or not re.fullmatch(r"[0-9a-f]+", prefix):
+            if not 4 <= len(prefix) <= 32 or not re.fullmatch(r"[0-9a-f]+", prefix):
                 raise UsageError(
                     f"run id '{run_id}' is not a run id; give at least 4 hex characters of one"
                 )
             if len(prefix) == 32:
                 stmt = select(RunRow).where(RunRow.id == UUID(prefix))
             else:
-                text_id = func.replace(cast(RunRow.id, String), "-", "")
-                stmt = select(RunRow).where(text_id.like(prefix + "%")).limit(2)
+                # The ids a prefix covers are one range of the primary key (uuid order is
+                # hex order on both dialects): an index range, not a scan of the log.
+                lo, hi = UUID(prefix.ljust(32, "0")), UUID(prefix.ljust(32, "f"))
+                stmt = select(RunRow).where(RunRow.id >= lo, RunRow.id <= hi).limit(2)
         with map_errors():
             rows = list(await self.session.scalars(stmt))
         if len(rows) > 1:
@@ -192,18 +199,25 @@ class SqlRunRepository:
         since: datetime | None = None,
         limit: int = 50,
         batch_id: UUID | None = None,
+        *,
+        before: UUID | None = None,
+        offset: int = 0,
     ) -> list[RunRecord]:
-        stmt = select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)
-        if batch_id is not None:
-            stmt = stmt.where(RunRow.batch_id == batch_id)
-        if model is not None:
-            stmt = stmt.where(RunRow.model == model)
-        if status is not None:
-            stmt = stmt.where(RunRow.status == str(status))
-        if since is not None:
-            stmt = stmt.where(RunRow.started_at >= since)
         with map_errors():
-            return [self._to_domain(r) for r in await self.session.scalars(stmt)]
+            rows = list(await self.session.execute(
+                page_statement(model, status, since, limit, before, offset, batch_id)))
+            if not rows and before is not None and not await run_exists(self.session, before):
+                raise RunNotFound(str(before))
+            return [self._to_domain(r) for r in rows]
+
+    async def count_prunable(self, cutoff: datetime, statuses: Collection[RunStatus]) -> int:
+        with map_errors():
+            return await run_retention.count_prunable(self.session, cutoff, statuses)
+
+    async def delete_prunable(self, cutoff: datetime, statuses: Collection[RunStatus],
+                              limit: int) -> int:
+        with map_errors():
+            return await run_retention.delete_prunable(self.session, cutoff, statuses, limit)
 
     async def children(self, parent_id: UUID) -> list[RunRecord]:
         """The runs whose parent is ``parent_id`` (a pipeline run's steps), oldest first."""

@@ -35,6 +35,7 @@ import paramiko
 from mer.domain import Server
 from mer.errors import ConnectError, ExecutionError, HostKeyError
 from mer.execution.base import ConnectionLost
+from mer.execution.ssh_channels import SpareChannels
 from mer.execution.ssh_transport import OrderedTransport
 
 __all__ = ["Connection", "Identity", "fingerprint", "presented_key", "run_blocking",
@@ -94,6 +95,7 @@ class Connection:
         self.transport: paramiko.Transport | None = None
         self.host_key: paramiko.PKey | None = None
         self.jump: Connection | None = None
+        self.channels = SpareChannels(self._open_session, self.active, _POOL)
         # How messages name this host: the server, or a jump host on the way to it.
         self.what = server.name if target else f"jump host {identity.alias} of {server.name}"
 
@@ -219,13 +221,20 @@ class Connection:
             raise
 
     def open_channel(self) -> paramiko.Channel:
-        assert self.transport is not None
+        """A session channel (one opened ahead when there is one: ssh_channels.py)."""
+        return self.channels.take()
+
+    def _open_session(self) -> paramiko.Channel:
+        transport = self.transport
+        if transport is None:
+            raise ConnectionLost("the connection is closed")
         try:
-            return self.transport.open_session(timeout=CONNECT_TIMEOUT)
+            return transport.open_session(timeout=CONNECT_TIMEOUT)
         except (paramiko.SSHException, OSError, EOFError) as err:
             raise ConnectionLost(str(err) or "channel refused") from err
 
     def close(self) -> None:
+        self.channels.close()
         if self.transport is not None:
             self.transport.close()
             self.transport = None

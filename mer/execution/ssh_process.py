@@ -160,6 +160,9 @@ class SshProcess:
     async def close_stdin(self) -> None:
         # Sends one small EOF message; sending never waits on the window.
         self._chan.shutdown_write()
+        # The request is out and the loop waits for the model: the moment to open the
+        # next run's channel in the background (ssh_channels.py), off the critical path.
+        self._conn.channels.refill()
 
     async def read_stdout(self) -> bytes:
         return await self._read(self._out)

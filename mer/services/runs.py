@@ -341,24 +341,10 @@ async def _read_plan(ctx: ServiceContext, ref: str, key: tuple[str, str | None],
 async def list_runs(ctx: ServiceContext, model: str | None = None, status: str | None = None,
                     since: datetime | None = None, limit: int = 50,
                     batch_id: UUID | None = None) -> list[RunRecord]:
-    try:
-        st = RunStatus(status) if status else None
-    except ValueError:
-        raise UsageError(
-            f"status '{status}' is not one of {', '.join(s.value for s in RunStatus)}"
-        ) from None
-    if limit < 1:
-        raise UsageError("--limit must be at least 1")
-    if st is RunStatus.RUNNING:
-        from mer.services.reaping import reap_lost_runs
+    """The newest runs; a page at a time: mer/services/run_pages.py."""
+    from mer.services.run_pages import list_run_page
 
-        await reap_lost_runs(ctx)  # what says running must be running
-    async with ctx.uow() as uow:
-        records = await uow.runs.query(model=model, status=st, since=since, limit=limit,
-                                       batch_id=batch_id)
-    from mer.services.detached import refresh_runs
-
-    return await refresh_runs(ctx, records)  # detached (Slurm) runs: how they stand now
+    return (await list_run_page(ctx, model, status, since, limit, batch_id=batch_id)).records
 
 
 async def get_run(ctx: ServiceContext, run_id: str, refresh: bool = True) -> RunRecord:

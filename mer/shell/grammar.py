@@ -27,7 +27,8 @@ NOUNS: dict[str, Noun] = {
     "param": Noun(("show", "set", "unset"), None, "show"),
     "weights": Noun(("show", "history", "set", "rollback", "remove"), None, "show", names=2),
     "server": Noun(("list", "show", "add", "set", "remove", "trust", "ping"), "list", "show"),
-    "runs": Noun(("list", "show", "artifact", "wait", "export", "replay"), "list", "show"),
+    "runs": Noun(("list", "show", "artifact", "wait", "export", "replay", "prune"), "list",
+                 "show"),
     "pipeline": Noun(("list", "show", "add", "remove", "run"), "list", "show"),
 }
 

@@ -118,8 +118,9 @@ def add_json(p: _Calls) -> None:
     p.add_argument("--json", action="store_true", help="print JSON for programs")
 
 
-def since(text: str) -> datetime:
-    """``30m``, ``2h``, ``1d`` ago, or an ISO time (local when it has no zone)."""
+def since(text: str, flag: str = "--since") -> datetime:
+    """``30m``, ``2h``, ``1d`` ago, or an ISO time (local when it has no zone); ``flag``
+    names the option in the error."""
     from mer.domain import utcnow
 
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", text.strip())
@@ -130,6 +131,6 @@ def since(text: str) -> datetime:
         ts = datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(
-            f"--since '{text}' is not a time; use e.g. 30m, 2h, 1d or 2026-11-24T10:00"
+            f"{flag} '{text}' is not a time; use e.g. 30m, 2h, 1d or 2026-11-24T10:00"
         ) from None
     return ts if ts.tzinfo else ts.astimezone()

@@ -4,10 +4,12 @@ a container run left, and a run exported to a zip or replayed exactly."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 import cmd2
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from mer.services import artifacts as artifact_svc
     from mer.services import pipeline_runs as pipeline_run_svc
     from mer.services import run_export as export_svc
+    from mer.services import run_pages as run_page_svc
     from mer.services import run_replay as replay_svc
     from mer.services import runs as run_svc
 else:
@@ -29,13 +32,14 @@ else:
     artifact_svc = lazy_module("mer.services.artifacts")
     pipeline_run_svc = lazy_module("mer.services.pipeline_runs")
     export_svc = lazy_module("mer.services.run_export")
+    run_page_svc = lazy_module("mer.services.run_pages")
     replay_svc = lazy_module("mer.services.run_replay")
     run_svc = lazy_module("mer.services.runs")
 
 __all__ = ["RunLogCommands"]
 
-_noun = parser("The access log: list, show, artifact, wait, export, replay. `runs` lists the "
-               "newest; `runs ID` shows one.")
+_noun = parser("The access log: list, show, artifact, wait, export, replay, prune. `runs` lists "
+               "the newest; `runs ID` shows one.")
 _noun.add_subparsers(title="verbs", metavar="VERB", required=True)
 
 _list = parser("List runs, newest first.")
@@ -45,6 +49,10 @@ _list.add_argument("--since", help="only runs since: 30m, 2h, 1d or an ISO time"
 _list.add_argument("--limit", type=int, default=20, help="at most N runs (default 20)")
 _list.add_argument("--batch", metavar="ID", help="only the runs of this batch (`run --batch`, "
                    "`--sweep`; a unique prefix is enough)")
+_list.add_argument("--before", metavar="ID",
+                   help="only runs older than run ID: the next page (the full id is fastest)")
+_list.add_argument("--page", type=int, default=1, metavar="N",
+                   help="the N-th page of --limit runs (an offset; --before pages faster)")
 add_json(_list)
 
 _show = parser("Show one run whole, with its output.")
@@ -86,6 +94,17 @@ _replay.add_argument("--server", choices_provider=MerCommands._servers,
 add_json(_replay)
 
 
+def _next_page(args: argparse.Namespace, last: UUID) -> str:
+    """The command that lists the next page: the same filters, after the last run shown."""
+    words = ["runs"]
+    for flag, value in (("--model", args.model), ("--status", args.status),
+                        ("--since", args.since), ("--batch", args.batch),
+                        ("--limit", args.limit if args.limit != 20 else None)):
+        if value is not None:
+            words += [flag, shlex.quote(str(value))]
+    return "more: " + " ".join([*words, "--before", str(last)])
+
+
 class RunLogCommands(MerCommands):
 
     @command(_noun, "Runs")
@@ -101,10 +120,14 @@ class RunLogCommands(MerCommands):
             from mer.services.batch import find_batch  # not at start-up: cold start
 
             batch = self.call(find_batch(self.ctx(), args.batch))
-        records = self.call(run_svc.list_runs(self.ctx(), args.model, args.status, after, args.limit,
-                                              batch_id=batch))
+        page = self.call(run_page_svc.list_run_page(self.ctx(), args.model, args.status, after,
+                                                    args.limit, args.before, args.page,
+                                                    batch_id=batch))
+        records = page.records
         self.emit(args, [render.run_image(r) for r in records],
                   lambda: render.Table(render.RUN_HEADERS, render.run_rows(records)))
+        if page.more and not self.want_json(args):
+            self.out(_next_page(args, records[-1].id))
 
     @verb("runs", "show", _show)
     def runs_show(self, args: argparse.Namespace) -> None:

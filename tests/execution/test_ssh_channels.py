@@ -1,0 +1,81 @@
+"""A pooled SSH connection keeps one session channel open ahead (ssh_channels.py), against
+a real sshd: each run starts on the channel opened during the run before it, a spare
+that died is replaced instead of failing the run, and a timeout still kills the remote
+process (its kill takes the spare)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from mer.domain import RunRequest, RunStatus
+from mer.execution.ssh import SshExecutor
+
+MODELS = Path(__file__).resolve().parents[2] / "examples" / "models"
+ECHO = RunRequest("echo", "1", ["python3", str(MODELS / "echo.py")], {"input": 1})
+
+
+async def _spare_of(ex: SshExecutor, server) -> object:
+    """The connection's spare once its background open is done."""
+    [conn] = ex._connections.values()
+    for _ in range(200):
+        spare = conn.channels._spare
+        if spare is not None:
+            return spare
+        await asyncio.sleep(0.01)
+    raise AssertionError("no spare channel was opened")
+
+
+async def test_each_run_starts_on_the_channel_opened_during_the_one_before(sshd_server) -> None:
+    ex = SshExecutor()
+    server = sshd_server.server
+    try:
+        assert (await ex.run(ECHO, server)).status is RunStatus.SUCCEEDED
+        for _ in range(2):
+            spare = await _spare_of(ex, server)
+            assert not spare.closed
+            assert (await ex.run(ECHO, server)).status is RunStatus.SUCCEEDED
+            # The run ran on it (and closed it when done); a new spare is on its way.
+            assert spare.closed and await _spare_of(ex, server) is not spare
+    finally:
+        await ex.close()
+
+
+async def test_a_dead_spare_is_replaced_not_fatal(sshd_server) -> None:
+    ex = SshExecutor()
+    server = sshd_server.server
+    try:
+        await ex.run(ECHO, server)
+        spare = await _spare_of(ex, server)
+        spare.close()  # as a server that closed it would leave it
+        assert (await ex.run(ECHO, server)).status is RunStatus.SUCCEEDED
+    finally:
+        await ex.close()
+
+
+def _alive(pid: int) -> bool:
+    """A live (not zombie) process: sshd runs on this machine."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+async def test_a_timeout_still_kills_the_remote_process(sshd_server) -> None:
+    ex = SshExecutor(grace=0.2)
+    server = sshd_server.server
+    # The shell prints its pid, then becomes `sleep` (same pid).
+    slow = RunRequest("slow", "1", ["sh", "-c", "echo $$; exec sleep 60"], {}, timeout=0.3)
+    try:
+        await ex.run(ECHO, server)
+        await _spare_of(ex, server)  # the kill's channel will be the spare
+        result = await ex.run(slow, server)
+        assert result.status is RunStatus.TIMEOUT
+        pid = int(result.stdout.split()[0])
+        for _ in range(100):  # the KILL may still be on its way
+            if not _alive(pid):
+                break
+            await asyncio.sleep(0.05)
+        assert not _alive(pid)
+    finally:
+        await ex.close()
