@@ -133,7 +133,7 @@ class RunRow(Base):
     """The access log. No foreign key to models: a run's record outlives its model."""
 
     __tablename__ = "access_log"
-    # Each listing's filter, then its order (migration 0010): a page is one index range.
+    # Each listing's filter, then its order (migration 0008): a page is one index range.
     __table_args__ = (
         Index("ix_access_log_model_started_at", "model", "started_at", "id"),
         Index("ix_access_log_status_started_at", "status", "started_at", "id"),

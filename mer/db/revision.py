@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["HEAD", "current_revision"]
 
-HEAD = "0010"
+HEAD = "0008"
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

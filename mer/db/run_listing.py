@@ -4,7 +4,7 @@ Pages are keyset pages: the order is (started_at desc, id desc), a total order e
 when runs start in the same microsecond, and the page after run X holds the rows that
 come after X's (started_at, id) in it, so no row is skipped or shown twice while runs
 are added. With a filter on the model or the status (and --since), the composite
-indexes of migration 0010 ((model|status, started_at, id)) hand the rows over in this
+indexes of migration 0008 ((model|status, started_at, id)) hand the rows over in this
 order: a page reads ``limit`` index entries, not the log.
 
 A listing never reads a run's output (stdout, stderr) or its snapshot: at a million

@@ -35,7 +35,7 @@ def test_up_status_down_on_the_embedded_default(tmp_path: Path) -> None:
     down = _run("down", env=env)  # one step
     assert down.returncode == 0 and down.stdout.split() == ["reverted", HEAD]
     down = _run("down", "--all", env=env)
-    # Every revision below HEAD, newest first (numbers may skip: 0007 -> 0010).
+    # Every revision below HEAD, newest first, as the migration scripts name them.
     scripts = (ROOT / "mer" / "db" / "migrations" / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
     below = ", ".join(sorted((p.name[:4] for p in scripts if p.name[:4] < HEAD), reverse=True))
     assert down.returncode == 0 and down.stdout.strip() == f"reverted {below}"

@@ -7,7 +7,7 @@ that order, so a page costs the same with a thousand rows or a million; the sing
 indexes on model and status are prefixes of these and go, and started_at gets the id as
 its tie-breaker. So a run's insert maintains as many indexes as before.
 
-Revision ID: 0010
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-01
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = '0010'
+revision = '0008'
 down_revision = '0007'
 branch_labels = None
 depends_on = None
