@@ -64,6 +64,7 @@ def test_a_failed_run_fails_the_batch_command(sh) -> None:
     ("run echo --sweep x=1 --server local --servers local", "--server or --servers"),
     ("run echo --sweep x=1 --servers local,nope", "server 'nope' not found"),
     ("runs --batch zz", "not a batch id"),
+    ("run echo --sweep x=1,2 --detach", "--detach submits one run"),
 ])
 def test_bad_batch_input_is_one_line_and_runs_nothing(sh, tmp_path: Path, line: str, needle: str) -> None:
     bad = tmp_path / "bad.jsonl"
