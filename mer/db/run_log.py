@@ -32,6 +32,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -43,6 +44,7 @@ from mer.db.journal import RunJournal
 from mer.db.orm import CatalogStateRow
 from mer.db.run_records import (
     RUN_CLAIM,
+    RUN_END,
     RUN_FINISH,
     RUN_INSERT,
     SqlRunRepository,
@@ -112,6 +114,9 @@ class SqlRunLog:
         # cached plan.
         self._insert = _Statement(RUN_INSERT.returning(generation), dialect, SqlRunRepository.COLUMNS)
         self._update = _Statement(RUN_FINISH, dialect)
+        self._end = _Statement(RUN_END, dialect)
+        # run id -> the snapshot this log last wrote for it: an ending leaves it as it is.
+        self._snapshots: dict[UUID, Any] = {}
         self._claim = _Statement(RUN_CLAIM, dialect)
 
     async def _driver_connection(self) -> Any:
@@ -229,7 +234,9 @@ class SqlRunLog:
             # own row: the run is recorded once, and goes on.
             if not await self._written(record):
                 raise
+            self._snapshots[record.id] = record.snapshot
             return await self.catalog_generation()
+        self._snapshots[record.id] = record.snapshot
         return _generation(rows)
 
     async def _written(self, record: RunRecord) -> bool:
@@ -245,9 +252,15 @@ class SqlRunLog:
     async def update(self, record: RunRecord) -> None:
         """Write the record over its row. A final record that cannot reach the database
         is kept in the journal; RecordJournaled says so."""
-        values = SqlRunRepository.finish_values(record)
+        written = record.snapshot is not None and self._snapshots.get(record.id) is record.snapshot
+        if record.status is RunStatus.RUNNING:
+            self._snapshots[record.id] = record.snapshot
+        else:
+            self._snapshots.pop(record.id, None)
+        values = SqlRunRepository.finish_values(record, snapshot=not written)
         try:
-            await self._execute(self._update, values, "completing the access log")
+            await self._execute(self._end if written else self._update, values,
+                                "completing the access log")
         except DatabaseUnreachable as err:
             if self.journal is None or record.status is RunStatus.RUNNING:
                 raise

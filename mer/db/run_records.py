@@ -34,8 +34,8 @@ from mer.db.run_listing import page_statement
 from mer.domain import Artifact, RunKind, RunRecord, RunStatus
 from mer.errors import RunNotFound, UsageError
 
-__all__ = ["RUN_CLAIM", "RUN_FINISH", "RUN_INSERT", "SqlRunRepository", "replay_record", "row_exists",
-           "storable", "storable_json"]
+__all__ = ["RUN_CLAIM", "RUN_END", "RUN_FINISH", "RUN_INSERT", "SqlRunRepository", "replay_record",
+           "row_exists", "storable", "storable_json"]
 
 # NUL (PostgreSQL's text and JSONB refuse it) and lone surrogates (Python's fsdecode of
 # a non-UTF-8 file name makes them; PostgreSQL refuses them, SQLite keeps them and they
@@ -88,13 +88,20 @@ _STILL_RUNNING = _RUNS.c.status.in_([literal_column(f"'{RunStatus.RUNNING}'"),
 # Prebuilt Core statements: two rows per run is the hot path of every `run`, and
 # building ORM-enabled statements per call cost more than the database work itself.
 RUN_INSERT = insert(_RUNS)
-_FINISHED = ("model_id", "version", "server", "weight_revisions", "status", "exit_code",
-             "finished_at", "bytes_in", "bytes_out", "stdout", "stderr", "result", "error",
-             "artifacts", "job_id", "snapshot")
+_ENDING = ("model_id", "version", "server", "weight_revisions", "status", "exit_code",
+           "finished_at", "bytes_in", "bytes_out", "stdout", "stderr", "result", "error",
+           "artifacts", "job_id")
 RUN_FINISH = (
     update(_RUNS)
     .where(_RUNS.c.id == bindparam("run_id"), _STILL_RUNNING)
-    .values({c: bindparam(c) for c in _FINISHED})
+    .values({c: bindparam(c) for c in (*_ENDING, "snapshot")})
+)
+# The same, leaving the snapshot the start wrote: the run log's usual ending (a snapshot
+# is ~1 kB of JSON, encoded and written again for nothing otherwise).
+RUN_END = (
+    update(_RUNS)
+    .where(_RUNS.c.id == bindparam("run_id"), _STILL_RUNNING)
+    .values({c: bindparam(c) for c in _ENDING})
 )
 # The model's process group, known once it started: what a reaper kills if mer dies.
 RUN_CLAIM = (
@@ -111,16 +118,19 @@ class SqlRunRepository:
         self.session = session
 
     @staticmethod
-    def _values(r: RunRecord) -> dict[str, Any]:
-        return dict(
+    def _values(r: RunRecord, snapshot: bool = True) -> dict[str, Any]:
+        values = dict(
             model_id=r.model_id, version=r.version, server=r.server,
             status=str(r.status), exit_code=r.exit_code, finished_at=r.finished_at,
             bytes_in=r.bytes_in, bytes_out=r.bytes_out, stdout=storable(r.stdout),
             stderr=storable(r.stderr), result=storable_json(r.result), error=storable(r.error),
             weight_revisions=dict(r.weight_revisions),
             artifacts=[storable_json(a.image()) for a in r.artifacts] or None,
-            job_id=r.job_id, snapshot=storable_json(r.snapshot),
+            job_id=r.job_id,
         )
+        if snapshot:
+            values["snapshot"] = storable_json(r.snapshot)
+        return values
 
     @classmethod
     def start_values(cls, record: RunRecord) -> dict[str, Any]:
@@ -133,8 +143,8 @@ class SqlRunRepository:
         )
 
     @classmethod
-    def finish_values(cls, record: RunRecord) -> dict[str, Any]:
-        return dict(run_id=record.id, **cls._values(record))
+    def finish_values(cls, record: RunRecord, snapshot: bool = True) -> dict[str, Any]:
+        return dict(run_id=record.id, **cls._values(record, snapshot))
 
     @staticmethod
     def claim_values(record: RunRecord) -> dict[str, Any]:

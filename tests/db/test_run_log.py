@@ -151,3 +151,27 @@ async def test_a_driver_error_is_one_storage_error_line(engine) -> None:
         assert "\n" not in str(err.value)
     finally:
         await log.close()
+
+
+async def test_an_ending_keeps_the_snapshot_the_start_wrote_and_writes_a_rebuilt_one(
+        engine, uow_factory) -> None:
+    log = SqlRunLog(engine)
+    try:
+        kept = RunRecord(model="m", version="1", server="local", os_user="t",
+                         snapshot={"config": {"command": ["true"]}})
+        rebuilt = RunRecord(model="m", version="1", server="local", os_user="t",
+                            snapshot={"config": {"command": ["old"]}})
+        for record in (kept, rebuilt):
+            await log.start(record)
+        rebuilt.snapshot = {"config": {"command": ["new"]}}  # the plan was read again
+        await log.update(rebuilt)  # still running: the row says what really runs
+        for record in (kept, rebuilt):
+            record.status, record.finished_at = RunStatus.SUCCEEDED, utcnow()
+            await log.update(record)
+        async with uow_factory() as uow:
+            got = {r.id: r for r in [await uow.runs.get(kept.id), await uow.runs.get(rebuilt.id)]}
+        assert got[kept.id].snapshot == {"config": {"command": ["true"]}}
+        assert got[rebuilt.id].snapshot == {"config": {"command": ["new"]}}
+        assert {r.status for r in got.values()} == {RunStatus.SUCCEEDED}
+    finally:
+        await log.close()

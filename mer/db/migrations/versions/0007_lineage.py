@@ -43,8 +43,11 @@ COLUMNS = (
 def upgrade() -> None:
     for table, name, type_ in COLUMNS:
         op.add_column(table, sa.Column(name, type_, nullable=True))
-    op.create_index(op.f('ix_access_log_batch_id'), 'access_log', ['batch_id'])
-    op.create_index(op.f('ix_access_log_parent_id'), 'access_log', ['parent_id'])
+    # Partial: most runs are of no batch and no pipeline, and cost these indexes nothing.
+    for column in ('batch_id', 'parent_id'):
+        op.create_index(op.f(f'ix_access_log_{column}'), 'access_log', [column],
+                        sqlite_where=sa.text(f'{column} IS NOT NULL'),
+                        postgresql_where=sa.text(f'{column} IS NOT NULL'))
     op.create_table('model_aliases',
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('alias', sa.String(length=50), nullable=False),
