@@ -36,6 +36,7 @@ from mer.domain import ContainerSpec, RunRequest, RunResult, RunStatus, Server, 
 from mer.errors import ExecutionError, WorkerError
 from mer.execution import container_files as files
 from mer.execution.base import ConnectionLost, Process, ProcessExecutor
+from mer.execution.hosted import ClientProcess, HostKeysOverSsh
 from mer.execution.interface import Sinks
 from mer.execution.local import LocalExecutor
 
@@ -163,43 +164,15 @@ class LocalHost:
         return await self.local.kill_group(server, pgid, mark)
 
 
-class ContainerProcess:
+class ContainerProcess(ClientProcess):
     """The engine's client process of one run (or one worker), and its container."""
 
     def __init__(self, inner: Process, host: Host, engine: str, name: str, scratch: str,
                  worker: bool) -> None:
-        self.inner, self.host, self.engine, self.name = inner, host, engine, name
+        super().__init__(inner)
+        self.host, self.engine, self.name = host, engine, name
         self.scratch, self.worker = scratch, worker
         self.discarded = False
-
-    @property
-    def pid(self) -> int | None:
-        return self.inner.pid
-
-    @pid.setter
-    def pid(self, value: int | None) -> None:
-        self.inner.pid = value
-
-    async def write(self, data: bytes) -> None:
-        await self.inner.write(data)
-
-    async def close_stdin(self) -> None:
-        await self.inner.close_stdin()
-
-    async def read_stdout(self) -> bytes:
-        return await self.inner.read_stdout()
-
-    async def read_stderr(self) -> bytes:
-        return await self.inner.read_stderr()
-
-    async def wait(self) -> int | None:
-        return await self.inner.wait()
-
-    def alive(self) -> bool:
-        return self.inner.alive()
-
-    async def group_id(self) -> int | None:
-        return await self.inner.group_id()
 
     async def _remove(self, grace: float) -> bool:
         """``rm -f`` the container; whether there was one to remove."""
@@ -300,8 +273,9 @@ def start_failure(result: RunResult, request: RunRequest, engine: str, where: st
     return None
 
 
-class ContainerExecutor(ProcessExecutor):
+class ContainerExecutor(HostKeysOverSsh, ProcessExecutor):
     kind = "container"
+    HERE = "runs containers on this machine"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -454,17 +428,6 @@ class ContainerExecutor(ProcessExecutor):
             message = f"{engine} {out.strip()} on {host.where}"
         return ServerCheck(server=server.name, reachable=code == 0, latency_ms=latency,
                            host_key_known=known, message=message)
-
-    async def host_key(self, server: Server) -> str:
-        if not server.host:
-            raise ExecutionError(f"server '{server.name}' runs containers on this machine: it "
-                                 f"has no host key to trust")
-        return await self._ssh_executor().host_key(server)
-
-    async def trust(self, server: Server, expect: str | None = None) -> str:
-        if not server.host:
-            return await self.host_key(server)
-        return await self._ssh_executor().trust(server, expect)
 
     async def close(self) -> None:
         try:

@@ -34,6 +34,7 @@ from mer.errors import ExecutionError
 from mer.execution import slurm_batch as batch
 from mer.execution.base import ConnectionLost, Process, ProcessExecutor, check_runnable
 from mer.execution.container import LocalHost
+from mer.execution.hosted import HostKeysOverSsh
 from mer.execution.interface import Sinks
 from mer.execution.local import LocalExecutor
 from mer.execution.slurm_srun import SrunProcess, job_name, srun_argv
@@ -107,8 +108,9 @@ def _sinfo_says(code: int, out: str, err: str, server: Server, where: str) -> tu
         f"{p[2]} node(s) {p[3]}" for p in parts)
 
 
-class SlurmExecutor(ProcessExecutor):
+class SlurmExecutor(HostKeysOverSsh, ProcessExecutor):
     kind = "slurm"
+    HERE = "runs the Slurm client on this machine"
 
     def __init__(self, *, ssh_config: str | None = None, data_dir: str | None = None,
                  **kwargs: Any) -> None:
@@ -259,17 +261,6 @@ class SlurmExecutor(ProcessExecutor):
         ok, message = _sinfo_says(code, out.decode("utf-8", "replace"), err, server, client.where)
         return ServerCheck(server=server.name, reachable=ok, latency_ms=latency,
                            host_key_known=known, message=message)
-
-    async def host_key(self, server: Server) -> str:
-        if not server.host:
-            raise ExecutionError(f"server '{server.name}' runs the Slurm client on this machine: it "
-                                 f"has no host key to trust")
-        return await self._ssh_executor().host_key(server)
-
-    async def trust(self, server: Server, expect: str | None = None) -> str:
-        if not server.host:
-            return await self.host_key(server)
-        return await self._ssh_executor().trust(server, expect)
 
     async def close(self) -> None:
         try:

@@ -26,6 +26,7 @@ from uuid import UUID
 
 from mer.domain import RunRequest, Server
 from mer.execution.base import Process
+from mer.execution.hosted import ClientProcess
 
 __all__ = ["JOB_LINE", "SrunProcess", "job_name", "slurm_options", "srun_argv"]
 
@@ -88,26 +89,19 @@ def _gone_script(name: str, grace: float) -> str:
             f"done\nexit 0\n")
 
 
-class SrunProcess:
+class SrunProcess(ClientProcess):
     """srun's client process (local, or on the login node over SSH), minus the job line."""
 
     def __init__(self, inner: Process, shell: Shell, name: str,
                  on_start: Callable[[], None] | None = None) -> None:
-        self.inner, self.shell, self.name = inner, shell, name
+        super().__init__(inner)
+        self.shell, self.name = shell, name
         self.on_start = on_start
         self.job_id: str | None = None
         self.started = False  # the job line came: the model runs
         self._seen = False  # the first line (or the end of stdout) has been read
         self._head = bytearray()
         self._rest = b""
-
-    @property
-    def pid(self) -> int | None:
-        return self.inner.pid
-
-    @pid.setter
-    def pid(self, value: int | None) -> None:
-        self.inner.pid = value
 
     async def read_stdout(self) -> bytes:
         if self._rest:
@@ -138,24 +132,6 @@ class SrunProcess:
         else:
             rest = raw  # not the task's line: the model's own output
         self._rest = rest
-
-    async def read_stderr(self) -> bytes:
-        return await self.inner.read_stderr()
-
-    async def write(self, data: bytes) -> None:
-        await self.inner.write(data)
-
-    async def close_stdin(self) -> None:
-        await self.inner.close_stdin()
-
-    async def wait(self) -> int | None:
-        return await self.inner.wait()
-
-    def alive(self) -> bool:
-        return self.inner.alive()
-
-    async def group_id(self) -> int | None:
-        return await self.inner.group_id()
 
     async def kill(self, grace: float) -> None:
         """Cancel the job and end the srun client; returns once squeue lists no job of
