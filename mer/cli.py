@@ -190,9 +190,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _unreachable(start: Future[Runtime]) -> bool:
+    if not start.done() or start.exception() is None:
+        return False  # asked before every command: the usual answer costs no import
     from mer.errors import DatabaseUnreachable
 
-    return start.done() and isinstance(start.exception(), DatabaseUnreachable)
+    return isinstance(start.exception(), DatabaseUnreachable)
 
 
 def _close(bridge: AsyncBridge | InlineBridge, started: list[Future[Runtime]]) -> None:

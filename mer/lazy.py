@@ -20,7 +20,11 @@ __all__ = ["lazy_module"]
 
 class _OnFirstUse(ModuleType):
     def __getattr__(self, attr: str) -> Any:
-        module = importlib.import_module(self.__name__)
+        # The module, not its attributes, is kept: what is read is always the module's
+        # own attribute now (one that a test replaced, too).
+        module = self.__dict__.get("_loaded")
+        if module is None:
+            module = self.__dict__["_loaded"] = importlib.import_module(self.__name__)
         return getattr(module, attr)
 
 

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import literal_column, select
+from sqlalchemy import JSON, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -50,6 +50,7 @@ from mer.db.run_records import (
     SqlRunRepository,
     replay_record,
     row_exists,
+    storable_encoder,
 )
 from mer.domain import RunRecord, RunStatus
 from mer.errors import DatabaseUnreachable, RecordJournaled, StorageError
@@ -62,22 +63,33 @@ _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 SPARE_CONNECTIONS = 3  # PostgreSQL: connections beside the main one, for concurrent writes
 
 
+def _unchanged(value: Any) -> Any:
+    return value
+
+
 class _Statement:
-    """A Core statement compiled for one dialect, called with a dict of values."""
+    """A Core statement compiled for one dialect, called with a dict of values. A JSON
+    document is made storable as it is encoded (one encoding, where cleaning it first
+    and encoding it after cost two): the records' values come with ``clean=_unchanged``."""
 
     def __init__(self, stmt: ClauseElement, dialect: Any, keys: list[str] | None = None) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=keys)
         assert isinstance(compiled, SQLCompiler)  # a DML or SELECT statement's compiler
         self.sql = compiled.string
         self.names: list[str] = list(compiled.positiontup or [])
-        self._process: list[Callable[[Any], Any] | None] = [
-            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in self.names
-        ]
+        self._process: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, name in enumerate(self.names):
+            type_ = compiled.binds[name].type
+            process = type_.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                json_doc = getattr(type_, "_type_affinity", None) is JSON
+                self._process.append((i, storable_encoder(process) if json_doc else process))
 
     def args(self, values: dict[str, Any]) -> list[Any]:
-        return [v if p is None else p(v)
-                for v, p in zip((values[n] for n in self.names), self._process, strict=True)]
+        args = [values[n] for n in self.names]
+        for i, process in self._process:
+            args[i] = process(args[i])
+        return args
 
 
 def _generation(rows: Sequence[Any]) -> int | None:
@@ -107,6 +119,7 @@ class SqlRunLog:
         # NOTE: a URL with query options (uri=true, mode=...) is left to aiosqlite alone.
         self._inline_path = url.database if dialect.name == "sqlite" and not url.query else None
         self._inline: sqlite3.Connection | None = None
+        self._url = url.render_as_string()  # for messages: rendered once, not per write
         generation = (select(CatalogStateRow.generation)
                       .where(CatalogStateRow.id == literal_column("1")).scalar_subquery())
         self._generation = _Statement(select(generation), dialect)
@@ -134,7 +147,7 @@ class SqlRunLog:
 
     async def _open(self) -> tuple[AsyncConnection, Any]:
         """A connection of the engine's pool in autocommit, and its driver's connection."""
-        with map_errors(self._engine.url.render_as_string(), "opening the access log"):
+        with map_errors(self._url, "opening the access log"):
             conn = await self._engine.connect()
             try:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -203,7 +216,7 @@ class SqlRunLog:
                 pause = min(pause * 2, 1.0)
 
     async def _execute_once(self, stmt: _Statement, args: list[Any], what: str) -> Sequence[Any]:
-        with map_errors(self._engine.url.render_as_string(), what=what):
+        with map_errors(self._url, what=what):
             if self._inline_path is not None:
                 try:
                     return self._inline_connection(self._inline_path).execute(stmt.sql, args).fetchall()
@@ -227,7 +240,7 @@ class SqlRunLog:
 
     async def start(self, record: RunRecord) -> int | None:
         try:
-            rows = await self._execute(self._insert, SqlRunRepository.start_values(record),
+            rows = await self._execute(self._insert, SqlRunRepository.start_values(record, _unchanged),
                                        "writing the access log")
         except StorageError:
             # A retried insert whose first try did arrive (its reply was lost) finds its
@@ -257,7 +270,7 @@ class SqlRunLog:
             self._snapshots[record.id] = record.snapshot
         else:
             self._snapshots.pop(record.id, None)
-        values = SqlRunRepository.finish_values(record, snapshot=not written)
+        values = SqlRunRepository.finish_values(record, not written, _unchanged)
         try:
             await self._execute(self._end if written else self._update, values,
                                 "completing the access log")

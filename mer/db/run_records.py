@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -35,7 +35,7 @@ from mer.domain import Artifact, RunKind, RunRecord, RunStatus
 from mer.errors import RunNotFound, UsageError
 
 __all__ = ["RUN_CLAIM", "RUN_END", "RUN_FINISH", "RUN_INSERT", "SqlRunRepository", "replay_record",
-           "row_exists", "storable", "storable_json"]
+           "row_exists", "storable", "storable_encoder", "storable_json"]
 
 # NUL (PostgreSQL's text and JSONB refuse it) and lone surrogates (Python's fsdecode of
 # a non-UTF-8 file name makes them; PostgreSQL refuses them, SQLite keeps them and they
@@ -70,6 +70,26 @@ def storable_json(value: Any) -> Any:
     return _storable_walk(value)
 
 
+def storable_encoder(encode: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``encode`` (a JSON column's bind processor) storing what ``storable_json`` stores:
+    the value is encoded once, and walked only when the text shows an escape to clean."""
+
+    # A run's start writes no result, no artifacts and often no weights: those empty
+    # documents are encoded once.
+    nothing: tuple[Any, ...] = (None, {}, [])
+    empties = {type(v): encode(v) for v in nothing}
+
+    def storable_encode(value: Any) -> Any:
+        if not value and type(value) in empties:
+            return empties[type(value)]
+        text = encode(value)
+        if isinstance(text, str) and _UNSTORABLE_ESCAPE.search(text):
+            return encode(_storable_walk(value))
+        return text
+
+    return storable_encode
+
+
 def _storable_walk(value: Any) -> Any:
     if isinstance(value, str):
         return storable(value)
@@ -88,16 +108,18 @@ _STILL_RUNNING = _RUNS.c.status.in_([literal_column(f"'{RunStatus.RUNNING}'"),
 # Prebuilt Core statements: two rows per run is the hot path of every `run`, and
 # building ORM-enabled statements per call cost more than the database work itself.
 RUN_INSERT = insert(_RUNS)
-_ENDING = ("model_id", "version", "server", "weight_revisions", "status", "exit_code",
-           "finished_at", "bytes_in", "bytes_out", "stdout", "stderr", "result", "error",
-           "artifacts", "job_id")
+# What the run's plan stamps on its record (mer/services/runs.py ``_stamp``): it changes
+# only together with the snapshot, when the plan is read again.
+_STAMP = ("model_id", "version", "server", "weight_revisions")
+_ENDING = ("status", "exit_code", "finished_at", "bytes_in", "bytes_out", "stdout", "stderr",
+           "result", "error", "artifacts", "job_id")
 RUN_FINISH = (
     update(_RUNS)
     .where(_RUNS.c.id == bindparam("run_id"), _STILL_RUNNING)
-    .values({c: bindparam(c) for c in (*_ENDING, "snapshot")})
+    .values({c: bindparam(c) for c in (*_STAMP, *_ENDING, "snapshot")})
 )
-# The same, leaving the snapshot the start wrote: the run log's usual ending (a snapshot
-# is ~1 kB of JSON, encoded and written again for nothing otherwise).
+# The same, leaving the stamp and the snapshot the start wrote: the run log's usual
+# ending (a snapshot is ~1 kB of JSON, encoded and written again for nothing otherwise).
 RUN_END = (
     update(_RUNS)
     .where(_RUNS.c.id == bindparam("run_id"), _STILL_RUNNING)
@@ -118,33 +140,38 @@ class SqlRunRepository:
         self.session = session
 
     @staticmethod
-    def _values(r: RunRecord, snapshot: bool = True) -> dict[str, Any]:
+    def _values(r: RunRecord, snapshot: bool = True, clean: Callable[[Any], Any] = storable_json,
+                ) -> dict[str, Any]:
+        """A record's columns; ``clean`` makes a JSON document storable (the run log's
+        statements clean it as they encode it, and pass the identity)."""
         values = dict(
             model_id=r.model_id, version=r.version, server=r.server,
             status=str(r.status), exit_code=r.exit_code, finished_at=r.finished_at,
             bytes_in=r.bytes_in, bytes_out=r.bytes_out, stdout=storable(r.stdout),
-            stderr=storable(r.stderr), result=storable_json(r.result), error=storable(r.error),
+            stderr=storable(r.stderr), result=clean(r.result), error=storable(r.error),
             weight_revisions=dict(r.weight_revisions),
-            artifacts=[storable_json(a.image()) for a in r.artifacts] or None,
+            artifacts=[clean(a.image()) for a in r.artifacts] or None,
             job_id=r.job_id,
         )
         if snapshot:
-            values["snapshot"] = storable_json(r.snapshot)
+            values["snapshot"] = clean(r.snapshot)
         return values
 
     @classmethod
-    def start_values(cls, record: RunRecord) -> dict[str, Any]:
+    def start_values(cls, record: RunRecord, clean: Callable[[Any], Any] = storable_json,
+                     ) -> dict[str, Any]:
         return dict(
             id=record.id, model=record.model, os_user=record.os_user, kind=str(record.kind),
             started_at=record.started_at, owner_host=record.owner_host,
             owner_pid=record.owner_pid, owner_start=record.owner_start,
             process_group=record.process_group, batch_id=record.batch_id,
-            parent_id=record.parent_id, alias=record.alias, **cls._values(record),
+            parent_id=record.parent_id, alias=record.alias, **cls._values(record, clean=clean),
         )
 
     @classmethod
-    def finish_values(cls, record: RunRecord, snapshot: bool = True) -> dict[str, Any]:
-        return dict(run_id=record.id, **cls._values(record, snapshot))
+    def finish_values(cls, record: RunRecord, snapshot: bool = True,
+                      clean: Callable[[Any], Any] = storable_json) -> dict[str, Any]:
+        return dict(run_id=record.id, **cls._values(record, snapshot, clean))
 
     @staticmethod
     def claim_values(record: RunRecord) -> dict[str, Any]:

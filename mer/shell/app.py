@@ -197,7 +197,10 @@ class MerShell(cmd2.Cmd):
         return "Shell" if category == cmd2.Cmd.DEFAULT_CATEGORY else category
 
     def _one_grammar(self, data: cmd2.plugin.PostparsingData) -> cmd2.plugin.PostparsingData:
-        words = grammar.canonical(data.statement.command, data.statement.argv[1:])
+        command = data.statement.command
+        if command != "help" and command not in grammar.NOUNS:
+            return data  # `run`, `quit`...: nothing to rewrite, the words left unsplit
+        words = grammar.canonical(command, data.statement.argv[1:])
         if words is not None:
             import shlex
 
