@@ -35,10 +35,11 @@ from uuid import UUID
 from mer.domain import ContainerSpec, RunRequest, RunResult, RunStatus, Server, ServerCheck
 from mer.errors import ExecutionError, WorkerError
 from mer.execution import container_files as files
-from mer.execution.base import ConnectionLost, Process, ProcessExecutor
+from mer.execution.base import ProcessExecutor
 from mer.execution.hosted import ClientProcess, HostKeysOverSsh
 from mer.execution.interface import Sinks
 from mer.execution.local import LocalExecutor
+from mer.execution.process import ConnectionLost, Process
 
 if TYPE_CHECKING:
     from mer.execution.ssh import SshExecutor
