@@ -33,7 +33,7 @@ from mer.domain import RunRequest, RunResult, RunStatus, Server, ServerCheck, en
 from mer.errors import ExecutionError
 from mer.execution import slurm_batch as batch
 from mer.execution.base import ProcessExecutor
-from mer.execution.container import LocalHost
+from mer.execution.container_host import LocalHost
 from mer.execution.hosted import HostKeysOverSsh
 from mer.execution.interface import Sinks
 from mer.execution.local import LocalExecutor
