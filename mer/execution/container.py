@@ -16,152 +16,50 @@ output, timeouts and the process-group kill paths are theirs. What this module a
 - one line for what keeps a container from starting: a missing image (mer never pulls
   during a run: a pull would eat the run's timeout), an engine that is not installed, a
   mount path that does not exist.
+
+The engine's command lines and what its errors mean are container_engine.py's; where
+the engine runs (this machine, or a host over SSH) container_host.py's and
+container_remote.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import shlex
-import shutil
 import tarfile
 import time
 from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from mer.domain import ContainerSpec, RunRequest, RunResult, RunStatus, Server, ServerCheck
+from mer.domain import RunRequest, RunResult, RunStatus, Server, ServerCheck
 from mer.errors import ExecutionError, WorkerError
 from mer.execution import container_files as files
-from mer.execution.base import ConnectionLost, Process, ProcessExecutor
+from mer.execution.base import ProcessExecutor
+from mer.execution.container_engine import (
+    ENGINE_FAILED,
+    ENGINE_TIMEOUT,
+    NOT_FOUND,
+    EngineErrors,
+    container_name,
+    container_spec,
+    engine_of,
+    reap_script,
+    rm_script,
+    run_argv,
+    start_failure,
+)
+from mer.execution.container_host import Host, LocalHost
 from mer.execution.hosted import ClientProcess, HostKeysOverSsh
 from mer.execution.interface import Sinks
 from mer.execution.local import LocalExecutor
+from mer.execution.process import ConnectionLost, Process
 
 if TYPE_CHECKING:
     from mer.execution.ssh import SshExecutor
 
-__all__ = ["ContainerExecutor", "ContainerProcess", "container_name", "run_argv"]
-
-DEFAULT_ENGINE = "podman"
-ENGINE_TIMEOUT = 60.0  # seconds an `rm -f`, `ps` or `version` of the engine may take
-# A container's own exit statuses when the engine could not run it (podman and docker).
-_ENGINE_FAILED, _CANNOT_INVOKE, _NOT_FOUND = 125, 126, 127
-
-
-def container_name(run_id: UUID) -> str:
-    return f"mer-{run_id}"
-
-
-def engine_of(server: Server) -> str:
-    return server.engine or DEFAULT_ENGINE
-
-
-def run_argv(engine: str, request: RunRequest, spec: ContainerSpec, scratch: str) -> list[str]:
-    """The engine's ``run`` command line of one run (every value one argv word)."""
-    if any(c in scratch for c in ":,"):
-        raise ExecutionError(f"cannot start {request.model}@{request.version}: the scratch "
-                             f"directory {scratch} holds ':' or ',', which a volume cannot; "
-                             f"set MER_DATA_DIR to a plain path")
-    argv = [engine, "run", "--rm", "-i", "--name", container_name(request.run_id),
-            "--pull", "never", "--network", spec.network,
-            "--label", f"mer.run={request.run_id}", "--label", f"mer.dir={scratch}",
-            "-v", f"{scratch}/input:/data/input:ro", "-v", f"{scratch}/output:/data/output",
-            "-v", f"{scratch}/log:/data/log", "-e", f"MER_RUN_ID={request.run_id}"]
-    owner = request.env.get("MER_OWNER")
-    if owner:
-        argv += ["--label", f"mer.owner={owner}"]
-    if spec.cpus is not None:
-        argv += ["--cpus", f"{spec.cpus:g}"]
-    if spec.memory is not None:
-        argv += ["--memory", spec.memory]
-    if request.workdir:
-        argv += ["--workdir", request.workdir]
-    for key, value in request.env.items():
-        if key != "MER_OWNER":
-            argv += ["-e", f"{key}={value}"]
-    return [*argv, spec.image, *request.command]
-
-
-def _rm_script(engine: str, name: str, grace: float) -> str:
-    # podman stops with TERM, then KILL after -t seconds; docker's rm -f KILLs at once.
-    wait = f" -t {int(grace)}" if engine == "podman" else ""
-    return f"{shlex.quote(engine)} rm -f{wait} {shlex.quote(name)} 2>/dev/null"
-
-
-# Remove the containers of a mer that died (by its owner label) and their scratch
-# directories. Exit 3: there were none.
-_REAP = r"""e={engine}
-ids=$($e ps -aq --filter label=mer.owner={token}) || exit 1
-[ -n "$ids" ] || exit 3
-dirs=$($e inspect --format '{{{{index .Config.Labels "mer.dir"}}}}' $ids 2>/dev/null)
-$e rm -f{wait} $ids >/dev/null 2>&1
-printf '%s\n' "$dirs" | while IFS= read -r d; do
-  case "${{d##*/}}" in mer-run-*|.mer-run-*) rm -rf -- "$d" ;; esac
-done
-exit 0
-"""
-
-
-class Host(Protocol):
-    """Where the engine runs: this machine, or a remote host over SSH."""
-
-    where: str
-
-    async def prepare(self, request: RunRequest, engine: str) -> str:
-        """Check the engine is there; make the run's scratch directory; its path."""
-        ...
-    async def spawn(self, request: RunRequest, server: Server, argv: list[str]) -> Process: ...
-    async def collect(self, scratch: str, request: RunRequest, text_cap: int) -> files.Collected:
-        """The result, artifacts and logs of the run; removes the scratch directory."""
-        ...
-    async def discard(self, scratch: str) -> None: ...
-    async def shell(self, script: str) -> tuple[int, str, str]:
-        """Run a short POSIX sh script there: exit status, stdout, stderr."""
-        ...
-    async def kill_group(self, server: Server, pgid: int | None, mark: str | None) -> bool: ...
-
-
-class LocalHost:
-    where = "this machine"
-
-    def __init__(self, local: LocalExecutor) -> None:
-        self.local = local
-
-    async def prepare(self, request: RunRequest, engine: str) -> str:
-        if shutil.which(engine) is None:
-            raise ExecutionError(f"cannot start {request.model}@{request.version}: the container "
-                                 f"engine '{engine}' is not installed on this machine")
-        wanted = files.input_files(request)
-        return str(await asyncio.to_thread(files.make_local_scratch, request, wanted))
-
-    async def spawn(self, request: RunRequest, server: Server, argv: list[str]) -> Process:
-        return await self.local._spawn(request, server, argv)
-
-    async def collect(self, scratch: str, request: RunRequest, text_cap: int) -> files.Collected:
-        def collect() -> files.Collected:
-            try:
-                return files.collect_local(Path(scratch), request.output_dir,
-                                           request.artifact_cap, text_cap)
-            finally:
-                files.remove_local_scratch(Path(scratch))
-
-        return await asyncio.to_thread(collect)
-
-    async def discard(self, scratch: str) -> None:
-        await asyncio.to_thread(files.remove_local_scratch, Path(scratch))
-
-    async def shell(self, script: str) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            "sh", "-c", script, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await proc.communicate()
-        return proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-
-    async def kill_group(self, server: Server, pgid: int | None, mark: str | None) -> bool:
-        return await self.local.kill_group(server, pgid, mark)
+__all__ = ["ContainerExecutor", "ContainerProcess"]
 
 
 class ContainerProcess(ClientProcess):
@@ -178,7 +76,7 @@ class ContainerProcess(ClientProcess):
         """``rm -f`` the container; whether there was one to remove."""
         try:
             code, out, _ = await asyncio.wait_for(
-                self.host.shell(_rm_script(self.engine, self.name, grace)), ENGINE_TIMEOUT + grace)
+                self.host.shell(rm_script(self.engine, self.name, grace)), ENGINE_TIMEOUT + grace)
         except (OSError, ConnectionLost, ExecutionError, TimeoutError):
             return False
         return code == 0 and bool(out.strip())
@@ -201,76 +99,6 @@ class ContainerProcess(ClientProcess):
             self.discarded = True
             with contextlib.suppress(Exception):
                 await self.host.discard(self.scratch)
-
-
-def _spec(request: RunRequest) -> ContainerSpec:
-    if request.container is None:
-        raise ExecutionError(f"cannot start {request.model}@{request.version}: a model on a "
-                             f"container server needs an image (`model set "
-                             f"{request.model}@{request.version} image IMAGE`)")
-    return request.container
-
-
-class _EngineErrors:
-    """A stderr sink, line-buffered, that holds back the engine's own error lines
-    (``Error: ...``) until the run's end: an engine that could not start the container is
-    then reported in one line (``start_failure``), not also as raw output first."""
-
-    PREFIXES = (b"Error: ", b"Error response from daemon", b"docker: ", b"Unable to find image")
-
-    def __init__(self, sink: Any) -> None:
-        self.sink = sink
-        self.buf = bytearray()
-        self.held: list[bytes] = []
-
-    def feed(self, chunk: bytes) -> None:
-        self.buf += chunk
-        while True:
-            ends = [i for i in (self.buf.find(b"\n"), self.buf.find(b"\r")) if i >= 0]
-            if not ends:
-                return
-            cut = min(ends) + 1
-            line = bytes(self.buf[:cut])
-            del self.buf[:cut]
-            if line.startswith(self.PREFIXES):
-                self.held.append(line)
-            else:
-                self.sink(line)
-
-    def release(self, held: bool = True) -> None:
-        """Pass on what is left; the held lines too unless ``held`` is False."""
-        lines, self.held = (self.held if held else []), []
-        if self.buf:
-            lines.append(bytes(self.buf))
-            self.buf.clear()
-        for line in lines:
-            self.sink(line)
-
-
-_MISSING_MOUNT = re.compile(r"(?:statfs |bind source path does not exist: )(\S+?)(?::|$|\s)")
-
-
-def start_failure(result: RunResult, request: RunRequest, engine: str, where: str) -> str | None:
-    """Why the engine could not run the container, in one line; None when it ran."""
-    code = result.exit_code
-    if code not in (_ENGINE_FAILED, _CANNOT_INVOKE, _NOT_FOUND):
-        return None
-    errors = [line.strip() for line in result.stderr.splitlines() if "Error" in line]
-    if not errors:
-        return None
-    last, spec = errors[-1], _spec(request)
-    if code == _ENGINE_FAILED:
-        if "image not known" in last or "No such image" in last:
-            return (f"image '{spec.image}' is not on {where}; `{engine} pull` or `{engine} load` "
-                    f"it there first (mer never pulls during a run)")
-        missing = _MISSING_MOUNT.search(last)
-        if missing:
-            return f"mount path {missing.group(1)} does not exist on {where}"
-        return f"{engine} could not run the container on {where}: {last.removeprefix('Error: ')}"
-    if "OCI runtime" in last or "executable file not found" in last:
-        program = request.command[0] if request.command else "its entrypoint"
-        return f"image '{spec.image}' cannot run {program}: {last.rsplit(': ', 1)[-1]}"
-    return None
 
 
 class ContainerExecutor(HostKeysOverSsh, ProcessExecutor):
@@ -299,7 +127,7 @@ class ContainerExecutor(HostKeysOverSsh, ProcessExecutor):
         return SshHost(self._ssh_executor(), server)
 
     async def _spawn(self, request: RunRequest, server: Server, command: list[str]) -> ContainerProcess:
-        spec = _spec(request)
+        spec = container_spec(request)
         host, engine = self._host(server), engine_of(server)
         scratch = await host.prepare(request, engine)
         try:
@@ -319,7 +147,7 @@ class ContainerExecutor(HostKeysOverSsh, ProcessExecutor):
         return proc
 
     async def run(self, request: RunRequest, server: Server, sinks: Sinks | None = None) -> RunResult:
-        _spec(request)
+        container_spec(request)
         if request.mode == "worker":
             if request.input_files:
                 raise ExecutionError(f"cannot start {request.model}@{request.version}: "
@@ -327,7 +155,7 @@ class ContainerExecutor(HostKeysOverSsh, ProcessExecutor):
                                      f"requests on stdin")
             return await super().run(request, server, sinks)
         sinks = sinks or Sinks()
-        errors = _EngineErrors(sinks.stderr)
+        errors = EngineErrors(sinks.stderr)
         try:
             result = await super().run(request, server, replace(sinks, stderr=errors.feed))
         except BaseException:
@@ -350,11 +178,11 @@ class ContainerExecutor(HostKeysOverSsh, ProcessExecutor):
 
     async def _worker_for(self, request: RunRequest, server: Server, sinks: Sinks) -> Any:
         """As for a oneshot run: an engine that cannot start the worker is one line."""
-        errors = _EngineErrors(sinks.stderr)
+        errors = EngineErrors(sinks.stderr)
         try:
             worker = await super()._worker_for(request, server, replace(sinks, stderr=errors.feed))
         except WorkerError as err:
-            code = _ENGINE_FAILED if errors.held else None
+            code = ENGINE_FAILED if errors.held else None
             stderr = b"".join(errors.held).decode("utf-8", "replace")
             failure = start_failure(RunResult(RunStatus.FAILED, exit_code=code, stderr=stderr),
                                     request, engine_of(server), self._host(server).where)
@@ -392,9 +220,7 @@ class ContainerExecutor(HostKeysOverSsh, ProcessExecutor):
         if mark and mark.startswith("MER_OWNER="):
             # The containers first: a client whose container is gone ends by itself, while
             # one whose container ignores TERM would hold the kill for the whole grace.
-            script = _REAP.format(engine=shlex.quote(engine),
-                                  token=shlex.quote(mark.partition("=")[2]),
-                                  wait=" -t 0" if engine == "podman" else "")
+            script = reap_script(engine, mark.partition("=")[2])
             code, _, err = await asyncio.wait_for(host.shell(script), ENGINE_TIMEOUT)
             if code not in (0, 3):
                 raise ExecutionError(f"removing the containers of a dead mer on {host.where} "
@@ -420,7 +246,7 @@ class ContainerExecutor(HostKeysOverSsh, ProcessExecutor):
             return ServerCheck(server=server.name, reachable=False, host_key_known=known,
                                message=str(exc))
         latency = (time.perf_counter() - t0) * 1000
-        if code == _NOT_FOUND:
+        if code == NOT_FOUND:
             message = f"the container engine '{engine}' is not installed on {host.where}"
         elif code != 0:
             message = f"{engine} version failed: {(err.strip().splitlines() or [f'exit {code}'])[-1]}"

@@ -32,7 +32,7 @@ from typing import IO, Any
 
 from mer.domain import Artifact, RunRequest, encode_request
 from mer.errors import ExecutionError
-from mer.execution.base import OutputKeeper
+from mer.execution.output import OutputKeeper
 
 __all__ = ["NO_RESULT", "SCRATCH_PREFIX", "Collected", "Collector", "collect_local",
            "input_files", "make_local_scratch", "read_output_tar", "remove_local_scratch",

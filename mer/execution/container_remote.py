@@ -17,7 +17,7 @@ import paramiko
 from mer.domain import RunRequest, Server
 from mer.errors import ConnectError, ExecutionError
 from mer.execution import container_files as files
-from mer.execution.base import ConnectionLost, Process
+from mer.execution.process import ConnectionLost, Process
 from mer.execution.ssh import SshExecutor
 from mer.execution.ssh_connection import run_blocking
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from mer.domain import Server
 from mer.errors import ExecutionError
-from mer.execution.base import Process
+from mer.execution.process import Process
 
 if TYPE_CHECKING:
     from mer.execution.ssh import SshExecutor

@@ -19,7 +19,8 @@ from typing import Any, TypeVarTuple
 
 from mer.domain import RunRequest, Server, ServerCheck
 from mer.errors import ExecutionError
-from mer.execution.base import CHUNK, ProcessExecutor, check_runnable
+from mer.execution.base import ProcessExecutor
+from mer.execution.process import CHUNK, check_runnable
 
 __all__ = ["LocalExecutor", "LocalProcess", "group_has_mark"]
 

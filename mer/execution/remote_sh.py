@@ -13,7 +13,7 @@ import shlex
 
 from mer.domain import RunRequest
 from mer.errors import ExecutionError
-from mer.execution.base import check_runnable
+from mer.execution.process import check_runnable
 
 __all__ = ["build_kill_group", "build_remote_command"]
 

@@ -32,11 +32,12 @@ from uuid import UUID
 from mer.domain import RunRequest, RunResult, RunStatus, Server, ServerCheck, encode_request
 from mer.errors import ExecutionError
 from mer.execution import slurm_batch as batch
-from mer.execution.base import ConnectionLost, Process, ProcessExecutor, check_runnable
-from mer.execution.container import LocalHost
+from mer.execution.base import ProcessExecutor
+from mer.execution.container_host import LocalHost
 from mer.execution.hosted import HostKeysOverSsh
 from mer.execution.interface import Sinks
 from mer.execution.local import LocalExecutor
+from mer.execution.process import ConnectionLost, Process, check_runnable
 from mer.execution.slurm_srun import SrunProcess, job_name, srun_argv
 
 if TYPE_CHECKING:

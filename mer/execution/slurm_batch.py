@@ -21,7 +21,7 @@ from uuid import UUID
 
 from mer.domain import RunRequest, RunResult, RunStatus, Server, utcnow
 from mer.errors import ExecutionError
-from mer.execution.base import OutputKeeper, parse_result
+from mer.execution.output import OutputKeeper, parse_result
 from mer.execution.slurm_srun import slurm_options
 
 __all__ = ["collect_script", "forget_script", "job_script", "parse_collected", "parse_state",

@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from mer.domain import RunRequest, Server
-from mer.execution.base import Process
 from mer.execution.hosted import ClientProcess
+from mer.execution.process import Process
 
 __all__ = ["JOB_LINE", "SrunProcess", "job_name", "slurm_options", "srun_argv"]
 

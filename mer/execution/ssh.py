@@ -24,7 +24,8 @@ import paramiko
 
 from mer.domain import RunRequest, Server, ServerCheck
 from mer.errors import ConnectError, ExecutionError, HostKeyError
-from mer.execution.base import ConnectionLost, ProcessExecutor
+from mer.execution.base import ProcessExecutor
+from mer.execution.process import ConnectionLost
 from mer.execution.remote_sh import build_kill_group, build_remote_command
 from mer.execution.ssh_config import SshConfigFile, resolve_identity
 from mer.execution.ssh_connection import (

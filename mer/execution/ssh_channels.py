@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import paramiko
 
-from mer.execution.base import ConnectionLost
+from mer.execution.process import ConnectionLost
 
 __all__ = ["SpareChannels"]
 

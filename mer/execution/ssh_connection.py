@@ -34,7 +34,7 @@ import paramiko
 
 from mer.domain import Server
 from mer.errors import ConnectError, ExecutionError, HostKeyError
-from mer.execution.base import ConnectionLost
+from mer.execution.process import ConnectionLost
 from mer.execution.ssh_channels import SpareChannels
 from mer.execution.ssh_transport import OrderedTransport
 

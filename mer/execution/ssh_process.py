@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import paramiko
 
-from mer.execution.base import CHUNK, ConnectionLost
+from mer.execution.process import CHUNK, ConnectionLost
 from mer.execution.ssh_connection import Connection, run_blocking
 
 __all__ = ["SshProcess"]
