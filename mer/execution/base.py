@@ -19,7 +19,7 @@ from mer.domain import RunRequest, RunResult, RunStatus, Server, encode_request,
 from mer.errors import ExecutionError
 from mer.execution.interface import Sinks
 from mer.execution.output import OutputKeeper, all_done, collect, parse_result, pump
-from mer.execution.process import ConnectionLost, Process
+from mer.execution.process import ConnectionLost, Process, PushesOutput
 from mer.execution.workers import WorkerPool
 
 __all__ = ["ProcessExecutor"]
@@ -57,26 +57,34 @@ class ProcessExecutor(WorkerPool):
     async def kill_group(self, server: Server, pgid: int | None, mark: str | None = None) -> bool:
         raise ExecutionError(f"executor kind '{self.kind}' cannot kill process groups")
 
+    async def _start_oneshot(self, request: RunRequest, server: Server) -> Process:
+        """A oneshot run's process; a backend may start one that ``PushesOutput``."""
+        return await self._spawn(request, server, request.command)
+
     async def run(self, request: RunRequest, server: Server, sinks: Sinks | None = None) -> RunResult:
         sinks = sinks or Sinks()
         if request.mode == "worker":
             return await self._run_worker(request, server, sinks)
         started = utcnow()
-        proc = await self._spawn(request, server, request.command)
+        proc = await self._start_oneshot(request, server)
         told = _tell_group(proc, sinks)
         data = encode_request(request.payload)
         out, err = OutputKeeper(self.output_cap), OutputKeeper(self.output_cap)
+        tasks: list[asyncio.Future[Any]]
+        if isinstance(proc, PushesOutput):
+            tasks = [proc.stream(data, out.tee(sinks.stdout), err.tee(sinks.stderr))]
+        else:
+            async def feed() -> None:
+                # NOTE: a model may exit without reading its request; that is its business.
+                with contextlib.suppress(OSError, ConnectionError, ConnectionLost):
+                    await proc.write(data)
+                with contextlib.suppress(OSError, ConnectionError, ConnectionLost):
+                    await proc.close_stdin()
 
-        async def feed() -> None:
-            # NOTE: a model may exit without reading its request; that is its business.
-            with contextlib.suppress(OSError, ConnectionError, ConnectionLost):
-                await proc.write(data)
-            with contextlib.suppress(OSError, ConnectionError, ConnectionLost):
-                await proc.close_stdin()
-
-        tasks = [asyncio.ensure_future(t) for t in (
-            feed(), pump(proc.read_stdout, out, sinks.stdout), pump(proc.read_stderr, err, sinks.stderr)
-        )]
+            tasks = [asyncio.ensure_future(t) for t in (
+                feed(), pump(proc.read_stdout, out, sinks.stdout),
+                pump(proc.read_stderr, err, sinks.stderr),
+            )]
         status, code, error = RunStatus.FAILED, None, None
         try:
             async with asyncio.timeout(request.timeout):

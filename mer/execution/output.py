@@ -34,6 +34,15 @@ class OutputKeeper:
             if len(self.tail) > self.half:
                 del self.tail[: len(self.tail) - self.half]
 
+    def tee(self, sink: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        """Keep each chunk, and hand it on to ``sink``."""
+
+        def keep_and_send(chunk: bytes) -> None:
+            self.add(chunk)
+            sink(chunk)
+
+        return keep_and_send
+
     def text(self) -> str:
         dropped = self.total - len(self.head) - len(self.tail)
         if dropped <= 0:
@@ -85,9 +94,9 @@ async def collect(tasks: Sequence[asyncio.Future[Any]]) -> None:
 async def pump(
     read: Callable[[], Awaitable[bytes]], keep: OutputKeeper, sink: Callable[[bytes], None]
 ) -> None:
+    send = keep.tee(sink)
     while chunk := await read():
-        keep.add(chunk)
-        sink(chunk)
+        send(chunk)
 
 
 class LineReader:

@@ -4,13 +4,15 @@ error that says its link broke, and the check of what is about to start."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from mer.domain import RunRequest
 from mer.errors import ExecutionError, UsageError
 from mer.validation import check_argv, check_env, check_text
 
-__all__ = ["CHUNK", "ConnectionLost", "Process", "check_runnable"]
+__all__ = ["CHUNK", "ConnectionLost", "Process", "PushesOutput", "check_runnable"]
 
 CHUNK = 65536
 
@@ -47,3 +49,13 @@ class Process(Protocol):
     async def group_id(self) -> int | None:
         """The id of the process group the model runs in, once known."""
         ...
+
+
+class PushesOutput:
+    """A Process that writes a oneshot run's request and hands its output to the sinks
+    itself, as it comes, where another is read by a task per pipe (local_pipes.py)."""
+
+    def stream(self, data: bytes, stdout: Callable[[bytes], None],
+               stderr: Callable[[bytes], None]) -> asyncio.Future[None]:
+        """Write ``data`` and close stdin; the future is done when the output ended."""
+        raise NotImplementedError
