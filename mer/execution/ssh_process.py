@@ -18,10 +18,11 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import paramiko
 
-from mer.execution.process import CHUNK, ConnectionLost
+from mer.execution.process import CHUNK, ConnectionLost, PushesOutput
 from mer.execution.ssh_connection import Connection, run_blocking
 
 __all__ = ["SshProcess"]
@@ -62,7 +63,10 @@ class _Wakeup(threading.Event):
             self._drain()
 
 
-class SshProcess:
+Sink = Callable[[bytes], None]
+
+
+class SshProcess(PushesOutput):
     """A remote process on one channel, read on the event loop itself.
 
     paramiko's transport thread buffers a channel's incoming data; a ``_Wakeup`` tells
@@ -80,6 +84,10 @@ class SshProcess:
         self._pid_seen = loop.create_future()
         self._out = asyncio.StreamReader(limit=1 << 30, loop=loop)
         self._err = asyncio.StreamReader(limit=1 << 30, loop=loop)
+        # A oneshot run's sinks (``stream``): its output is handed over as it comes,
+        # without the readers and a task to read each.
+        self._sinks: tuple[Sink, Sink] | None = None
+        self._ended: asyncio.Future[None] | None = None
         self._wakeup = _Wakeup(loop, self._on_ready)
         # set_event fires at once when data is already buffered or the channel closed.
         chan.in_buffer.set_event(self._wakeup)
@@ -92,7 +100,7 @@ class SshProcess:
             while chan.recv_ready():
                 self._stdout(chan.recv(CHUNK))
             while chan.recv_stderr_ready():
-                self._err.feed_data(chan.recv_stderr(CHUNK))
+                self._give(1, chan.recv_stderr(CHUNK))
         except Exception:  # noqa: BLE001 - a broken channel is an end of stream
             ended = True
         if ended:
@@ -100,7 +108,7 @@ class SshProcess:
 
     def _stdout(self, data: bytes) -> None:
         if self._pid_seen.done():
-            self._out.feed_data(data)
+            self._give(0, data)
             return
         self._pid_line += data
         if b"\n" in self._pid_line:
@@ -118,7 +126,36 @@ class SshProcess:
             rest = raw
         self._pid_seen.set_result(None)
         if rest:
-            self._out.feed_data(rest)
+            self._give(0, rest)
+
+    def _give(self, stream: int, data: bytes) -> None:
+        """Output to its sink (a streamed run), else to its reader."""
+        if self._sinks is None:
+            (self._out if stream == 0 else self._err).feed_data(data)
+            return
+        try:
+            self._sinks[stream](data)
+        except Exception as err:  # noqa: BLE001 - the run's waiter raises it, as a reader task would
+            if self._ended is not None and not self._ended.done():
+                self._ended.set_exception(err)
+
+    def stream(self, data: bytes, stdout: Sink, stderr: Sink) -> asyncio.Future[Any]:
+        """A oneshot run: write ``data``, close stdin, and push the output to the sinks;
+        the future is done when the output ended."""
+        self._sinks = (stdout, stderr)
+        self._ended = ended = asyncio.get_running_loop().create_future()
+        if self._send_now(data):
+            self._end_input()
+            return ended
+
+        async def feed() -> None:
+            # NOTE: a model may exit without reading its request; that is its business.
+            with contextlib.suppress(OSError, ConnectionError, ConnectionLost):
+                await self.write(data)
+            with contextlib.suppress(OSError, ConnectionError, ConnectionLost):
+                await self.close_stdin()
+
+        return asyncio.gather(feed(), ended)
 
     async def group_id(self) -> int | None:
         """The remote process group id, once the wrapper printed it."""
@@ -131,6 +168,11 @@ class SshProcess:
             self._take_pid()
         self._out.feed_eof()
         self._err.feed_eof()
+        if self._ended is not None and not self._ended.done():
+            if self._lost():
+                self._ended.set_exception(ConnectionLost("the connection dropped"))
+            else:
+                self._ended.set_result(None)
 
     def _close_channel(self) -> None:
         self._wakeup.armed = False
@@ -138,6 +180,23 @@ class SshProcess:
 
     def _lost(self) -> bool:
         return not self._conn.active()
+
+    def _send_now(self, data: bytes) -> bool:
+        """Send a small request that fits the channel's send window from the loop itself
+        (saves two thread hops per run); False when it must wait on a thread. A request
+        the model does not take (it exited) is its business: True."""
+        chan = self._chan
+        if len(data) > SMALL_WRITE or not chan.send_ready():
+            return False
+        try:
+            while data and chan.send_ready() and not chan.closed:
+                sent = chan.send(data)
+                if sent == 0:
+                    return True  # the remote process closed its input
+                data = data[sent:]
+        except (OSError, paramiko.SSHException, EOFError):
+            return True  # a dropped connection ends the output: the run learns it there
+        return not data
 
     async def write(self, data: bytes) -> None:
         chan = self._chan
@@ -158,8 +217,12 @@ class SshProcess:
             raise BrokenPipeError(str(err)) from err
 
     async def close_stdin(self) -> None:
+        self._end_input()
+
+    def _end_input(self) -> None:
         # Sends one small EOF message; sending never waits on the window.
-        self._chan.shutdown_write()
+        with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+            self._chan.shutdown_write()
         # The request is out and the loop waits for the model: the moment to open the
         # next run's channel in the background (ssh_channels.py), off the critical path.
         self._conn.channels.refill()
