@@ -130,6 +130,23 @@ async def test_large_output_on_both_streams_without_reading_stdin(target: Target
     assert time.monotonic() - t0 < 120
 
 
+async def test_a_large_request_reaches_the_model_whole(target: Target) -> None:
+    # Over 32 kB: over SSH it is written by a task off the loop, not in one send.
+    code = "import json, sys; print(json.dumps({'n': len(json.loads(sys.stdin.read())['input'])}))"
+    r = await target.run("big", {"input": "z" * 3_000_000},
+                         command=[target.python, "-c", code], timeout=60)
+    assert r.status is RunStatus.SUCCEEDED, r.stderr
+    assert r.result == {"n": 3_000_000} and r.bytes_in > 3_000_000
+
+
+async def test_a_sink_that_fails_fails_the_run_with_its_error(target: Target) -> None:
+    def refuse(chunk: bytes) -> None:
+        raise RuntimeError("the sink broke")
+
+    with pytest.raises(RuntimeError, match="the sink broke"):
+        await target.run("echo", {"input": 1}, Sinks(stdout=refuse), timeout=30)
+
+
 async def test_one_megabyte_line_without_newline(target: Target) -> None:
     code = "import sys; sys.stdout.write('y' * 1048576)"
     seen: list[bytes] = []
