@@ -18,6 +18,10 @@ from mer.execution.process import check_runnable
 __all__ = ["build_kill_group", "build_remote_command"]
 
 
+# Variables a login shell will not let a script export (readonly in bash).
+_SHELL_OWNED = frozenset({"BASHOPTS", "BASH_VERSINFO", "EUID", "PPID", "SHELLOPTS", "UID"})
+
+
 def build_remote_command(request: RunRequest, command: list[str]) -> str:
     """The command line the remote user's shell runs: every argv element quoted, so
     nothing in it is interpreted by a shell, and nothing becomes an option.
@@ -35,9 +39,15 @@ def build_remote_command(request: RunRequest, command: list[str]) -> str:
     if request.workdir:
         workdir = request.workdir if not request.workdir.startswith("-") else "./" + request.workdir
         script += f"cd {shlex.quote(workdir)} || exit 126; "
+    pairs = [shlex.quote(f"{k}={v}") for k, v in request.env.items()]
+    if pairs and not _SHELL_OWNED.intersection(request.env):
+        # Exported by the shell itself: `exec env ...` cost a second exec on the server
+        # for every run (every run carries MER_OWNER).
+        script += "export " + " ".join(pairs) + "; "
+        pairs = []
     script += "exec "
-    if request.env:
-        script += "env -- " + " ".join(shlex.quote(f"{k}={v}") for k, v in request.env.items()) + " "
+    if pairs:  # a name the shell keeps for itself (bash's UID, PPID...): env sets it
+        script += "env -- " + " ".join(pairs) + " "
     return script + " ".join(shlex.quote(a) for a in command)
 
 

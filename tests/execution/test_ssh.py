@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -128,5 +130,20 @@ def test_remote_command_quotes_everything() -> None:
     req = RunRequest("m", "1", ["prog"], {}, workdir="/d ir", env={"A": "x y"})
     cmd = build_remote_command(req, ["prog", "$(id)", "; rm -rf /"])
     assert cmd.startswith(f"echo $$; export MER_RUN_ID={req.run_id}; cd '/d ir' || exit 126; "
-                          f"exec env -- 'A=x y' prog ")
-    assert shlex.split(cmd.split("exec ", 1)[1]) == ["env", "--", "A=x y", "prog", "$(id)", "; rm -rf /"]
+                          f"export 'A=x y'; exec prog ")
+    assert shlex.split(cmd.split("exec ", 1)[1]) == ["prog", "$(id)", "; rm -rf /"]
+
+
+@pytest.mark.parametrize("shell", ["bash", "dash"])
+def test_the_model_gets_its_environment_from_one_exec(shell: str, tmp_path: Path) -> None:
+    """Ordinary names are exported by the shell (no `env` between it and the model); a
+    name bash keeps read-only still reaches the model, through env."""
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    show = ["python3", "-c", "import os; print(os.environ['A'], os.environ['UID'])"]
+    req = RunRequest("m", "1", show, {}, env={"A": "x y; $(id)", "UID": "7"})
+    line = build_remote_command(req, show)
+    out = subprocess.run([shell, "-c", line], capture_output=True, text=True, timeout=30)
+    assert out.stdout.splitlines()[1:] == ["x y; $(id) 7"], out.stderr
+    plain = RunRequest("m", "1", show, {}, env={"A": "a", "B": "b"})
+    assert " env " not in build_remote_command(plain, show)
