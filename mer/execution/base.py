@@ -57,8 +57,9 @@ class ProcessExecutor(WorkerPool):
     async def kill_group(self, server: Server, pgid: int | None, mark: str | None = None) -> bool:
         raise ExecutionError(f"executor kind '{self.kind}' cannot kill process groups")
 
-    async def _start_oneshot(self, request: RunRequest, server: Server) -> Process:
-        """A oneshot run's process; a backend may start one that ``PushesOutput``."""
+    async def _start_oneshot(self, request: RunRequest, server: Server, data: bytes) -> Process:
+        """A oneshot run's process, to be given ``data`` (the encoded request); a backend
+        may start one that ``PushesOutput``."""
         return await self._spawn(request, server, request.command)
 
     async def run(self, request: RunRequest, server: Server, sinks: Sinks | None = None) -> RunResult:
@@ -66,9 +67,9 @@ class ProcessExecutor(WorkerPool):
         if request.mode == "worker":
             return await self._run_worker(request, server, sinks)
         started = utcnow()
-        proc = await self._start_oneshot(request, server)
-        told = _tell_group(proc, sinks)
         data = encode_request(request.payload)
+        proc = await self._start_oneshot(request, server, data)
+        told = _tell_group(proc, sinks)
         out, err = OutputKeeper(self.output_cap), OutputKeeper(self.output_cap)
         tasks: list[asyncio.Future[Any]]
         if isinstance(proc, PushesOutput):

@@ -238,7 +238,7 @@ class LocalExecutor(ProcessExecutor):
                 stderr=asyncio.subprocess.PIPE, **_popen(request))
         return LocalProcess(proc)
 
-    async def _start_oneshot(self, request: RunRequest, server: Server) -> PipedProcess:
+    async def _start_oneshot(self, request: RunRequest, server: Server, data: bytes) -> PipedProcess:
         """A oneshot run: its output pushed to the sinks as it comes (local_pipes.py)."""
         check_runnable(request, request.command)
         with _starting(request, request.command):

@@ -15,6 +15,7 @@ its old ones. Hosts are resolved through the OpenSSH client config (ssh_config.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ from mer.execution.ssh_connection import (
     run_blocking,
     trust_host_key,
 )
-from mer.execution.ssh_process import SshProcess
+from mer.execution.ssh_process import SMALL_WRITE, SshProcess
 
 __all__ = ["SshExecutor", "build_kill_group", "build_remote_command", "fingerprint"]
 
@@ -94,7 +95,8 @@ class SshExecutor(ProcessExecutor):
             if conn is not None:
                 conn.close()
 
-    def _start(self, server: Server, remote: str) -> tuple[Connection, paramiko.Channel]:
+    def _start(self, server: Server, remote: str, request: bytes | None = None,
+               ) -> tuple[Connection, paramiko.Channel]:
         conn = self._connection_blocking(server)
         chan = conn.open_channel()
         try:
@@ -102,17 +104,34 @@ class SshExecutor(ProcessExecutor):
         except (paramiko.SSHException, OSError, EOFError) as err:
             chan.close()
             raise ConnectionLost(str(err)) from err
+        if request is not None:
+            # sshd opens a session's window only once the command started, just after
+            # its reply to exec: sent from here, the request waits for it on this
+            # thread, not with a second hop from the loop.
+            with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+                chan.sendall(request)  # a model that exits unread: its business
+                chan.shutdown_write()
+            conn.channels.refill()  # the request is out: open the next run's channel
         return conn, chan
 
     async def _spawn(self, request: RunRequest, server: Server, command: list[str]) -> SshProcess:
+        return await self._open(request, server, command, None)
+
+    async def _start_oneshot(self, request: RunRequest, server: Server, data: bytes) -> SshProcess:
+        """A oneshot run; a small request goes out with the command (``_start``)."""
+        return await self._open(request, server, request.command,
+                                data if len(data) <= SMALL_WRITE else None)
+
+    async def _open(self, request: RunRequest, server: Server, command: list[str],
+                    data: bytes | None) -> SshProcess:
         remote = build_remote_command(request, command)
         try:
-            conn, chan = await run_blocking(self._start, server, remote)
+            conn, chan = await run_blocking(self._start, server, remote, data)
         except ConnectionLost as err:
             raise ConnectError(f"lost the connection to {server.name}: {err}") from err
         # NOTE: the request can go out at once; the group id line is read as it comes
         # (``group_id`` hands it to whoever records it).
-        return SshProcess(conn, chan, asyncio.get_running_loop())
+        return SshProcess(conn, chan, asyncio.get_running_loop(), input_sent=data is not None)
 
     async def kill_group(self, server: Server, pgid: int | None, mark: str | None = None) -> bool:
         if pgid is None or pgid <= 1:

@@ -25,7 +25,7 @@ import paramiko
 from mer.execution.process import CHUNK, ConnectionLost, PushesOutput
 from mer.execution.ssh_connection import Connection, run_blocking
 
-__all__ = ["SshProcess"]
+__all__ = ["SMALL_WRITE", "SshProcess"]
 
 # A write up to this size that fits the channel's window is sent from the loop itself.
 SMALL_WRITE = 32768
@@ -76,7 +76,9 @@ class SshProcess(PushesOutput):
     (see ``build_remote_command``); it is taken off the stream here.
     """
 
-    def __init__(self, conn: Connection, chan: paramiko.Channel, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, conn: Connection, chan: paramiko.Channel, loop: asyncio.AbstractEventLoop,
+                 *, input_sent: bool = False) -> None:
+        self._input_sent = input_sent  # the request went out with the command (ssh.py)
         self._conn = conn
         self._chan = chan
         self.pid: int | None = None
@@ -144,6 +146,8 @@ class SshProcess(PushesOutput):
         the future is done when the output ended."""
         self._sinks = (stdout, stderr)
         self._ended = ended = asyncio.get_running_loop().create_future()
+        if self._input_sent:
+            return ended
         if self._send_now(data):
             self._end_input()
             return ended
