@@ -6,7 +6,8 @@
 - ``db_url``: parametrised over ["sqlite", "postgres"]: an empty database URL (a new
   SQLite file per test; the PostgreSQL database emptied before each test).
 - ``engine`` / ``uow_factory``: ``db_url`` migrated to head, with a UnitOfWorkFactory
-  (``migrate``: a new SQLite file is a copy of one migrated once per session).
+  (``migrate``: a new SQLite file is a copy of one migrated once per session, and an
+  empty PostgreSQL schema gets a pg_dump of one migrated once per session).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import atexit
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -107,15 +109,72 @@ async def _migrated_sqlite() -> Path:
     return _MIGRATED[0]
 
 
+_DUMPED: list[str | None] = []
+
+
+async def _dump_migrated_pg() -> str | None:
+    """Alembic on a throwaway database, written out by pg_dump; None without pg_dump."""
+    name = f"mer_migrated_{uuid.uuid4().hex[:10]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    try:
+        await _upgrade(f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}")
+        # --inserts: asyncpg runs INSERTs, not COPY ... FROM stdin.
+        argv = ["pg_dump", "--no-owner", "--no-privileges", "--inserts", "-h", PG_HOST,
+                "-p", str(PG_PORT), "-U", PG_USER, "-d", name]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PGCONNECT_TIMEOUT": "5"})
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if done.returncode != 0:
+        return None
+    # psql meta-commands are not SQL: pg_dump 15.14+ writes \restrict and \unrestrict.
+    return "".join(line for line in done.stdout.splitlines(keepends=True)
+                   if not line.startswith("\\"))
+
+
+async def migrated_pg_sql() -> str | None:
+    """The public schema of a PostgreSQL database migrated to head (tables, indexes,
+    triggers, alembic_version and seed rows) as SQL for one ``execute``, made once per
+    session; None when pg_dump is missing or fails."""
+    if not _DUMPED:
+        _DUMPED.append(await _dump_migrated_pg())
+    return _DUMPED[0]
+
+
+async def _restore_pg(url: str, sql: str) -> bool:
+    """Run ``sql`` on ``url`` if its public schema is empty; False if it is not."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    conn = await asyncpg.connect(host=target.host, port=target.port, user=target.username,
+                                 password=target.password, database=target.database)
+    try:
+        if await conn.fetchval(
+                "SELECT EXISTS (SELECT FROM pg_class WHERE relnamespace = 'public'::regnamespace)"
+                " OR EXISTS (SELECT FROM pg_proc WHERE pronamespace = 'public'::regnamespace)"):
+            return False
+        await conn.execute(sql)  # one implicit transaction: all or nothing
+        return True
+    finally:
+        await conn.close()
+
+
 async def migrate(url: str) -> None:
     """Migrate ``url`` to head. A new SQLite file is a copy of one migrated once per
-    session: the same database, without paying Alembic for each."""
+    session, and an empty PostgreSQL schema is restored from a dump of one migrated once
+    per session (tests/db/test_restored_schema.py: the same database), without paying
+    Alembic for each. Anything else goes through Alembic."""
     path = sqlite_path(url)
     if path is not None and not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(await _migrated_sqlite(), path)
-    else:
-        await _upgrade(url)
+        return
+    if path is None and (sql := await migrated_pg_sql()) is not None and await _restore_pg(url, sql):
+        return
+    await _upgrade(url)
 
 
 @pytest.fixture
