@@ -8,6 +8,9 @@
 - ``engine`` / ``uow_factory``: ``db_url`` migrated to head, with a UnitOfWorkFactory
   (``migrate``: a new SQLite file is a copy of one migrated once per session, and an
   empty PostgreSQL schema gets a pg_dump of one migrated once per session).
+- ``restore_pg(url, key, prepare)``: an empty PostgreSQL database made what ``prepare``
+  makes by restoring a pg_dump of a database it prepared once per session (Alembic's
+  ~120 ms a test is ~40 ms so); tests/db/test_restored_schema.py checks they are equal.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,10 @@ from tests.conftest import skip_or_fail
 PG_HOST = os.environ.get("MER_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("MER_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("MER_TEST_PG_USER", "postgres")
+
+
+def _pg_url(name: str) -> str:
+    return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
 
 
 async def _admin(sql: str) -> None:
@@ -52,7 +59,7 @@ def pg_url() -> Iterator[str]:
         skip_or_fail(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}: {err}")
     except Exception as err:  # asyncpg's own errors (auth, permissions)
         skip_or_fail(f"cannot create a PostgreSQL test database: {err}")
-    yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    yield _pg_url(name)
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
@@ -109,15 +116,16 @@ async def _migrated_sqlite() -> Path:
     return _MIGRATED[0]
 
 
-_DUMPED: list[str | None] = []
+_DUMPS: dict[str, str | None] = {}
 
 
-async def _dump_migrated_pg() -> str | None:
-    """Alembic on a throwaway database, written out by pg_dump; None without pg_dump."""
-    name = f"mer_migrated_{uuid.uuid4().hex[:10]}"
+async def _dump(prepare: Callable[[str], Awaitable[None]]) -> str | None:
+    """``prepare`` run on a throwaway database, written out by pg_dump as SQL for one
+    asyncpg ``execute``; None when pg_dump is missing or fails."""
+    name = f"mer_dumped_{uuid.uuid4().hex[:10]}"
     await _admin(f'CREATE DATABASE "{name}"')
     try:
-        await _upgrade(f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}")
+        await prepare(_pg_url(name))
         # --inserts: asyncpg runs INSERTs, not COPY ... FROM stdin.
         argv = ["pg_dump", "--no-owner", "--no-privileges", "--inserts", "-h", PG_HOST,
                 "-p", str(PG_PORT), "-U", PG_USER, "-d", name]
@@ -134,13 +142,12 @@ async def _dump_migrated_pg() -> str | None:
                    if not line.startswith("\\"))
 
 
-async def migrated_pg_sql() -> str | None:
-    """The public schema of a PostgreSQL database migrated to head (tables, indexes,
-    triggers, alembic_version and seed rows) as SQL for one ``execute``, made once per
-    session; None when pg_dump is missing or fails."""
-    if not _DUMPED:
-        _DUMPED.append(await _dump_migrated_pg())
-    return _DUMPED[0]
+async def dumped_pg(key: str, prepare: Callable[[str], Awaitable[None]]) -> str | None:
+    """The public schema and rows of a PostgreSQL database that ``prepare`` made from
+    empty, as SQL (``_dump``), made once per session for each ``key``."""
+    if key not in _DUMPS:
+        _DUMPS[key] = await _dump(prepare)
+    return _DUMPS[key]
 
 
 async def _restore_pg(url: str, sql: str) -> bool:
@@ -162,6 +169,14 @@ async def _restore_pg(url: str, sql: str) -> bool:
         await conn.close()
 
 
+async def restore_pg(url: str, key: str, prepare: Callable[[str], Awaitable[None]]) -> bool:
+    """Make the empty PostgreSQL database ``url`` what ``prepare`` makes, from its dump
+    (``dumped_pg``); False, with nothing done, when there is no dump or ``url`` is not
+    empty."""
+    sql = await dumped_pg(key, prepare)
+    return sql is not None and await _restore_pg(url, sql)
+
+
 async def migrate(url: str) -> None:
     """Migrate ``url`` to head. A new SQLite file is a copy of one migrated once per
     session, and an empty PostgreSQL schema is restored from a dump of one migrated once
@@ -172,7 +187,7 @@ async def migrate(url: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(await _migrated_sqlite(), path)
         return
-    if path is None and (sql := await migrated_pg_sql()) is not None and await _restore_pg(url, sql):
+    if path is None and await restore_pg(url, "migrated", _upgrade):
         return
     await _upgrade(url)
 
