@@ -14,6 +14,7 @@ pytest_plugins = ("tests.fixtures_pg", "tests.fixtures_sshd", "tests.fixtures_po
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: no error without the plugin
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (pyproject.toml's addopts): one worker more than the cores, since many
     tests spend their time waiting on a subprocess, an sshd or a database (measured on
