@@ -19,7 +19,7 @@ from mer.bootstrap import Runtime, build_runtime
 from mer.config import Settings
 from mer.shell.app import MerShell
 from mer.shell.bridge import InlineBridge
-from tests.fixtures_pg import sqlite_path
+from tests.fixtures_pg import restore_pg, sqlite_path
 from tests.shell.harness import Done, run_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,13 +78,19 @@ def _prepared_sqlite() -> Path:
     return db
 
 
+async def _prepare_pg(url: str) -> None:
+    if not await restore_pg(url, "catalog", _prepare):
+        await _prepare(url)
+
+
 def prepare_database(url: str) -> None:
     """Migrate ``url`` to head and load the example catalog, on a loop of its own (as
     `mer-migrate up --catalog examples/catalog.toml` does). A new SQLite file is a copy
-    of one prepared so once per session."""
+    of one prepared so once per session; an empty PostgreSQL database gets a dump of one
+    (tests/fixtures_pg.py ``restore_pg``)."""
     path = sqlite_path(url)
     if path is not None and not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(_prepared_sqlite(), path)
         return
-    asyncio.run(_prepare(url))
+    asyncio.run(_prepare_pg(url) if path is None else _prepare(url))

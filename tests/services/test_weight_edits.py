@@ -42,11 +42,11 @@ async def uow(store_url: str) -> AsyncIterator[Any]:
         yield lambda: FakeUnitOfWork(store)
         return
     from mer.db.engine import create_engine
-    from mer.db.migrate import upgrade
     from mer.db.uow import make_uow_factory
+    from tests.fixtures_pg import migrate
 
+    await migrate(store_url)
     engine = create_engine(store_url)
-    await upgrade(engine)
     yield make_uow_factory(engine)
     await engine.dispose()
 
