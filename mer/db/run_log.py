@@ -40,7 +40,6 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from mer.db.engine import map_errors
-from mer.db.grouped_writes import GroupedWrites
 from mer.db.journal import RunJournal
 from mer.db.orm import CatalogStateRow
 from mer.db.run_records import (
@@ -120,8 +119,6 @@ class SqlRunLog:
         # NOTE: a URL with query options (uri=true, mode=...) is left to aiosqlite alone.
         self._inline_path = url.database if dialect.name == "sqlite" and not url.query else None
         self._inline: sqlite3.Connection | None = None
-        path = self._inline_path
-        self._grouped = GroupedWrites(lambda: self._inline_connection(path or ""))
         self._url = url.render_as_string()  # for messages: rendered once, not per write
         generation = (select(CatalogStateRow.generation)
                       .where(CatalogStateRow.id == literal_column("1")).scalar_subquery())
@@ -222,8 +219,6 @@ class SqlRunLog:
         with map_errors(self._url, what=what):
             if self._inline_path is not None:
                 try:
-                    if len(self._snapshots) > 1:  # a fan-out: committed with its turn's others
-                        return await self._grouped.write(stmt.sql, args)
                     return self._inline_connection(self._inline_path).execute(stmt.sql, args).fetchall()
                 except sqlite3.OperationalError as err:
                     if err.sqlite_errorcode not in _BUSY:
