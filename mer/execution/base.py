@@ -72,8 +72,10 @@ class ProcessExecutor(WorkerPool):
         told = _tell_group(proc, sinks)
         out, err = OutputKeeper(self.output_cap), OutputKeeper(self.output_cap)
         tasks: list[asyncio.Future[Any]]
+        pushed: asyncio.Future[Any] | None = None
         if isinstance(proc, PushesOutput):
-            tasks = [proc.stream(data, out.tee(sinks.stdout), err.tee(sinks.stderr))]
+            pushed = proc.stream(data, out.tee(sinks.stdout), err.tee(sinks.stderr))
+            tasks = [pushed]
         else:
             async def feed() -> None:
                 # NOTE: a model may exit without reading its request; that is its business.
@@ -89,7 +91,11 @@ class ProcessExecutor(WorkerPool):
         status, code, error = RunStatus.FAILED, None, None
         try:
             async with asyncio.timeout(request.timeout):
-                await all_done(tasks)
+                if pushed is not None:
+                    # No reader task to keep going: a timeout may cancel this future.
+                    await pushed
+                else:
+                    await all_done(tasks)
                 code = await proc.wait()
             status = RunStatus.SUCCEEDED if code == 0 else RunStatus.FAILED
             if code != 0:

@@ -27,8 +27,8 @@ Sink = Callable[[bytes], None]
 
 
 class PipedOutput(asyncio.SubprocessProtocol):
-    """The model's stdout (fd 1) and stderr (fd 2) into two sinks; ``ended`` is done
-    when both pipes closed, ``exited`` when the process did."""
+    """The model's stdout (fd 1) and stderr (fd 2) into two sinks; ``exited`` is done
+    when the process exited, ``ended`` when it did and both pipes closed."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.ended: asyncio.Future[None] = loop.create_future()
@@ -61,8 +61,6 @@ class PipedOutput(asyncio.SubprocessProtocol):
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         self._open.discard(fd)
-        if not self._open and not self.ended.done():
-            self.ended.set_result(None)
         self._close_when_done()
 
     def process_exited(self) -> None:
@@ -71,8 +69,12 @@ class PipedOutput(asyncio.SubprocessProtocol):
         self._close_when_done()
 
     def _close_when_done(self) -> None:
+        if self._open or not self.exited.done():
+            return
+        if not self.ended.done():
+            self.ended.set_result(None)
         # As asyncio's own stream protocol does: a transport left open warns when collected.
-        if not self._open and self.exited.done() and self._transport is not None:
+        if self._transport is not None:
             transport, self._transport = self._transport, None
             transport.close()
 

@@ -57,5 +57,7 @@ class PushesOutput:
 
     def stream(self, data: bytes, stdout: Callable[[bytes], None],
                stderr: Callable[[bytes], None]) -> asyncio.Future[None]:
-        """Write ``data`` and close stdin; the future is done when the output ended."""
+        """Write ``data`` and close stdin; the future is done when the output ended (a
+        backend may also wait for the exit: a local process does). A timeout or a
+        cancellation of the run may cancel it."""
         raise NotImplementedError
