@@ -58,6 +58,10 @@ class SshConfigFile:
                 self._stamp, self._lookups = stamp, {}
             return self._config
 
+    def version(self) -> tuple[int, int, int] | None:
+        """What changes when the file does (None: no file)."""
+        return self._stamp if self._load() is not None else None
+
     def lookup(self, host: str) -> dict[str, Any]:
         """The options for ``host``, tokens (%h, %d, ~ ...) expanded; {} without a file."""
         config = self._load()
