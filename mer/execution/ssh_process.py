@@ -146,10 +146,7 @@ class SshProcess(PushesOutput):
         the future is done when the output ended."""
         self._sinks = (stdout, stderr)
         self._ended = ended = asyncio.get_running_loop().create_future()
-        if self._input_sent:
-            return ended
-        if self._send_now(data):
-            self._end_input()
+        if self._input_sent:  # a small request: it went out with the command
             return ended
 
         async def feed() -> None:
@@ -184,23 +181,6 @@ class SshProcess(PushesOutput):
 
     def _lost(self) -> bool:
         return not self._conn.active()
-
-    def _send_now(self, data: bytes) -> bool:
-        """Send a small request that fits the channel's send window from the loop itself
-        (saves two thread hops per run); False when it must wait on a thread. A request
-        the model does not take (it exited) is its business: True."""
-        chan = self._chan
-        if len(data) > SMALL_WRITE or not chan.send_ready():
-            return False
-        try:
-            while data and chan.send_ready() and not chan.closed:
-                sent = chan.send(data)
-                if sent == 0:
-                    return True  # the remote process closed its input
-                data = data[sent:]
-        except (OSError, paramiko.SSHException, EOFError):
-            return True  # a dropped connection ends the output: the run learns it there
-        return not data
 
     async def write(self, data: bytes) -> None:
         chan = self._chan
