@@ -30,7 +30,7 @@ import shlex
 import tarfile
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from mer.domain import RunRequest, RunResult, RunStatus, Server, ServerCheck
@@ -53,11 +53,7 @@ from mer.execution.container_engine import (
 from mer.execution.container_host import Host, LocalHost
 from mer.execution.hosted import ClientProcess, HostKeysOverSsh
 from mer.execution.interface import Sinks
-from mer.execution.local import LocalExecutor
 from mer.execution.process import ConnectionLost, Process
-
-if TYPE_CHECKING:
-    from mer.execution.ssh import SshExecutor
 
 __all__ = ["ContainerExecutor", "ContainerProcess"]
 
@@ -107,17 +103,7 @@ class ContainerExecutor(HostKeysOverSsh, ProcessExecutor):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._kwargs = kwargs
-        self._local = LocalExecutor(**kwargs)
-        self._ssh: SshExecutor | None = None  # made when a remote host is first used
         self._runs: dict[UUID, ContainerProcess] = {}
-
-    def _ssh_executor(self) -> SshExecutor:
-        if self._ssh is None:
-            from mer.execution.ssh import SshExecutor
-
-            self._ssh = SshExecutor(**self._kwargs)
-        return self._ssh
 
     def _host(self, server: Server) -> Host:
         if not server.host:
@@ -255,10 +241,3 @@ class ContainerExecutor(HostKeysOverSsh, ProcessExecutor):
         return ServerCheck(server=server.name, reachable=code == 0, latency_ms=latency,
                            host_key_known=known, message=message)
 
-    async def close(self) -> None:
-        try:
-            await super().close()
-        finally:
-            await self._local.close()
-            if self._ssh is not None:
-                await self._ssh.close()

@@ -4,10 +4,12 @@ client's own process plus what the wrapper adds, and host keys that belong to th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from typing import TYPE_CHECKING, Any
 
 from mer.domain import Server
 from mer.errors import ExecutionError
+from mer.execution.local import LocalExecutor
 from mer.execution.process import Process
 
 if TYPE_CHECKING:
@@ -55,12 +57,33 @@ class ClientProcess:
 
 class HostKeysOverSsh:
     """A server with a host is reached over SSH, whose executor knows its host key; one
-    without runs the client on this machine and has none. ``HERE`` says what it runs."""
+    without runs the client on this machine and has none. ``HERE`` says what it runs.
+    The client runs through ``_local`` here, or through the SSH executor, made when a
+    host is first used (paramiko loads then). Comes before ProcessExecutor in the bases."""
 
     HERE = "runs its client on this machine"
 
+    def __init__(self, *, ssh_config: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._local = LocalExecutor(**kwargs)
+        self._ssh_kwargs = {**kwargs, "ssh_config": ssh_config} if ssh_config else kwargs
+        self._ssh: SshExecutor | None = None
+
     def _ssh_executor(self) -> SshExecutor:
-        raise NotImplementedError
+        if self._ssh is None:
+            from mer.execution.ssh import SshExecutor
+
+            self._ssh = SshExecutor(**self._ssh_kwargs)
+        return self._ssh
+
+    async def close(self) -> None:
+        try:
+            await super().close()  # type: ignore[misc]  # ProcessExecutor's, next in the bases
+        finally:
+            await self._local.close()
+            if self._ssh is not None:
+                with contextlib.suppress(Exception):
+                    await self._ssh.close()
 
     async def host_key(self, server: Server) -> str:
         if not server.host:

@@ -19,14 +19,13 @@ The Slurm client finds its cluster as it always does (``/etc/slurm/slurm.conf``,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import shlex
 import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from mer.domain import RunRequest, RunResult, RunStatus, Server, ServerCheck, encode_request
@@ -36,12 +35,8 @@ from mer.execution.base import ProcessExecutor
 from mer.execution.container_host import LocalHost
 from mer.execution.hosted import HostKeysOverSsh
 from mer.execution.interface import Sinks
-from mer.execution.local import LocalExecutor
 from mer.execution.process import ConnectionLost, Process, check_runnable
 from mer.execution.slurm_srun import SrunProcess, job_name, srun_argv
-
-if TYPE_CHECKING:
-    from mer.execution.ssh import SshExecutor
 
 __all__ = ["SlurmExecutor"]
 
@@ -115,21 +110,11 @@ class SlurmExecutor(HostKeysOverSsh, ProcessExecutor):
 
     def __init__(self, *, ssh_config: str | None = None, data_dir: str | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._kwargs, self._ssh_config = kwargs, ssh_config
-        self._local = LocalExecutor(**kwargs)
-        self._ssh: SshExecutor | None = None  # made when a login node is first used
+        super().__init__(ssh_config=ssh_config, **kwargs)
         # Detached runs' job directories here (None: ~/.mer/jobs, as on a login node).
         self.jobs_dir = str(Path(data_dir) / "jobs") if data_dir else None
         self._held: dict[UUID, _HeldStderr] = {}
         self._runs: dict[UUID, SrunProcess] = {}
-
-    def _ssh_executor(self) -> SshExecutor:
-        if self._ssh is None:
-            from mer.execution.ssh import SshExecutor
-
-            self._ssh = SshExecutor(ssh_config=self._ssh_config, **self._kwargs)
-        return self._ssh
 
     def _client(self, server: Server) -> Any:
         """Where the Slurm client commands run: here, or on the login node."""
@@ -263,11 +248,3 @@ class SlurmExecutor(HostKeysOverSsh, ProcessExecutor):
         return ServerCheck(server=server.name, reachable=ok, latency_ms=latency,
                            host_key_known=known, message=message)
 
-    async def close(self) -> None:
-        try:
-            await super().close()
-        finally:
-            await self._local.close()
-            if self._ssh is not None:
-                with contextlib.suppress(Exception):
-                    await self._ssh.close()
