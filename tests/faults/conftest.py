@@ -16,6 +16,7 @@ import pytest
 
 from mer.config import Settings
 from tests.faults.proxy import Proxy
+from tests.faults.shell_harness import InProcessShell, prepare_database
 from tests.fixtures_pg import PG_HOST, PG_PORT, _reset_pg, migrate
 
 PY = sys.executable
@@ -99,3 +100,16 @@ async def runtime_on(tmp_path: Path) -> AsyncIterator[Any]:
     yield build
     for runtime in built:
         await runtime.close()
+
+
+@pytest.fixture
+def shells(db_url: str, tmp_path: Path) -> Iterator[tuple[InProcessShell, InProcessShell]]:
+    """Two shells of two users on one database holding the example catalog, with --allow-edit."""
+    prepare_database(db_url)
+    settings = Settings(database_url=db_url, data_dir=tmp_path, allow_edit=True)
+    a, b = InProcessShell(settings), InProcessShell(settings)
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()

@@ -6,25 +6,6 @@ Two in-process shells on one database, SQLite and PostgreSQL; the real example m
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from mer.config import Settings
-from tests.faults.shell_harness import InProcessShell, prepare_database
-
-
-@pytest.fixture
-def shells(db_url: str, tmp_path: Path) -> Iterator[tuple[InProcessShell, InProcessShell]]:
-    prepare_database(db_url)
-    settings = Settings(database_url=db_url, data_dir=tmp_path, allow_edit=True)
-    a, b = InProcessShell(settings), InProcessShell(settings)
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
 
 
 def _json(done) -> dict:  # noqa: ANN001

@@ -5,27 +5,13 @@ Two in-process shells on one database, SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mer.config import Settings
-from tests.faults.shell_harness import InProcessShell, prepare_database
+from tests.faults.shell_harness import InProcessShell
 
 CONFLICT = "was changed by someone else since you read it"
-
-
-@pytest.fixture
-def shells(db_url: str, tmp_path: Path) -> Iterator[tuple[InProcessShell, InProcessShell]]:
-    prepare_database(db_url)
-    settings = Settings(database_url=db_url, data_dir=tmp_path, allow_edit=True)
-    a, b = InProcessShell(settings), InProcessShell(settings)
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
 
 
 def _ok(done) -> str:  # noqa: ANN001
