@@ -142,14 +142,16 @@ async def run_model(
     check_params(params or {})
     key = parse_model_ref(ref)
     cached = ctx.run_plans.get(_plan_key(key, server)) if plan is None else None
+    command: list[str] | None = None
     if cached is not None:
         try:
-            _command(cached.plan, kind)
+            command = _command(cached.plan, kind)
         except UsageError:
             cached = None  # perhaps only stale (enabled since): decide on a fresh read
     if plan is None:
         plan = cached.plan if cached is not None else await _read_plan(ctx, ref, key, server)
-    command = _command(plan, kind)
+    if command is None:  # not the cached plan's, checked above
+        command = _command(plan, kind)
     owner = this_owner()
     record = RunRecord(model=plan.target.model.name, version="", server="", os_user=ctx.actor,
                        kind=kind, owner_host=owner.host, owner_pid=owner.pid, owner_start=owner.start,
