@@ -20,7 +20,7 @@ from typing import Any, TypeVarTuple
 from mer.domain import RunRequest, Server, ServerCheck
 from mer.errors import ExecutionError
 from mer.execution.base import ProcessExecutor
-from mer.execution.local_pipes import PipedProcess, start_piped
+from mer.execution.local_pipes import PipedProcess, end_group, start_piped
 from mer.execution.process import CHUNK, check_runnable
 
 __all__ = ["LocalExecutor", "LocalProcess", "group_has_mark"]
@@ -119,21 +119,8 @@ class LocalProcess:
     async def group_id(self) -> int | None:
         return self.pid  # its own session and group: start_new_session
 
-    def _signal_group(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, sig)
-
     async def kill(self, grace: float) -> None:
-        self._signal_group(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self._proc.wait(), grace)
-        except TimeoutError:
-            pass
-        # NOTE: KILL the group even when the leader exited: `sh -c 'sleep 999 | cat'`
-        # leaves its children behind in the group otherwise.
-        self._signal_group(signal.SIGKILL)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._proc.wait(), grace)
+        await end_group(self._proc.pid, self._proc.wait, grace)
 
 
 class _PidfdChildWatcher(asyncio.AbstractChildWatcher):

@@ -16,12 +16,12 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mer.execution.process import PushesOutput
 
-__all__ = ["PipedOutput", "PipedProcess"]
+__all__ = ["PipedOutput", "PipedProcess", "end_group"]
 
 Sink = Callable[[bytes], None]
 
@@ -110,20 +110,8 @@ class PipedProcess(PushesOutput):
     async def group_id(self) -> int | None:
         return self.pid  # its own session and group: start_new_session
 
-    def _signal_group(self, sig: signal.Signals) -> None:
-        if self.pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, sig)
-
     async def kill(self, grace: float) -> None:
-        self._signal_group(signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._pipes.exited), grace)
-        # NOTE: KILL the group even when the leader exited: `sh -c 'sleep 999 | cat'`
-        # leaves its children behind in the group otherwise.
-        self._signal_group(signal.SIGKILL)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._pipes.exited), grace)
+        await end_group(self.pid, lambda: asyncio.shield(self._pipes.exited), grace)
 
     # A oneshot run's output is pushed (``stream``); nothing reads or writes it piecemeal.
     async def write(self, data: bytes) -> None:
@@ -137,6 +125,25 @@ class PipedProcess(PushesOutput):
 
     async def read_stderr(self) -> bytes:
         raise NotImplementedError("a piped run's output goes to the sinks of stream()")
+
+
+async def end_group(pgid: int | None, exited: Callable[[], Awaitable[Any]], grace: float) -> None:
+    """TERM a model's process group, wait ``grace`` seconds for ``exited()``, then KILL it
+    and wait as long again."""
+    _signal_group(pgid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(exited(), grace)
+    # NOTE: KILL the group even when the leader exited: `sh -c 'sleep 999 | cat'`
+    # leaves its children behind in the group otherwise.
+    _signal_group(pgid, signal.SIGKILL)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(exited(), grace)
+
+
+def _signal_group(pgid: int | None, sig: signal.Signals) -> None:
+    if pgid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
 
 
 async def start_piped(command: list[str], **popen: Any) -> PipedProcess:
