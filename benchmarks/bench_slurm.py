@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_exec import line  # noqa: E402  (the same report lines)
 from mer.bootstrap import build_runtime  # noqa: E402
 from mer.config import Settings  # noqa: E402
 from mer.domain import ModelConfig, RunRequest, Server  # noqa: E402
@@ -40,16 +41,6 @@ from mer.services.runs import run_model  # noqa: E402
 from tests.fixtures_slurm import start_cluster  # noqa: E402
 
 PAYLOAD = {"model": "true", "version": "1", "parameters": {}, "weights": {}, "input": {"x": [1, 2]}}
-
-
-def line(name: str, value: float, base: float | None = None, target: float | None = None) -> None:
-    text = f"  {name:48} {value * 1000:8.3f} ms"
-    if base is not None:
-        ratio = value / base
-        text += f"   {ratio:5.2f}x"
-        if target is not None:
-            text += f" (target <= {target}x: {'ok' if ratio <= target else 'over target'})"
-    print(text)
 
 
 async def measure(n: int, root: Path, partition: str | None) -> None:
