@@ -229,7 +229,7 @@ class LocalExecutor(ProcessExecutor):
         """A oneshot run: its output pushed to the sinks as it comes (local_pipes.py)."""
         check_runnable(request, request.command)
         with _starting(request, request.command):
-            return await start_piped(request.command, **_popen(request))
+            return start_piped(request.command, **_popen(request))
 
     async def check(self, server: Server) -> ServerCheck:
         t0 = time.perf_counter()

@@ -1,10 +1,12 @@
 """A local oneshot run's pipes, handed straight to mer's sinks.
 
-asyncio's streams cost a StreamReader and a reading task per pipe, and a task to write
-the request: for a model that runs a millisecond, that bookkeeping was a large part of
-mer's own work per run (a batch fans out on one event loop, so it caps its throughput).
-Here the subprocess protocol keeps and tees each chunk as it arrives, the request is
-left to the pipe transport's buffer, and one future says when the output ended.
+The model is started with ``subprocess.Popen`` and the event loop watches its two output
+pipes and its pidfd itself: each chunk goes to the sinks as it arrives, the request is
+written as the pipe takes it, and one future says when the output ended. asyncio's
+subprocess transport costs a protocol, three pipe transports and a task with a future
+per pipe to connect them, about 0.1 ms of every run here: for a model that runs a
+millisecond, a large part of mer's own work (a batch fans out on one event loop, so it
+capped its throughput).
 
 Workers, and the clients that containers and Slurm drive, read their pipes when they
 choose (line by line, framed): they keep asyncio's streams (local.py ``LocalProcess``).
@@ -16,102 +18,134 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import IO, Any
 
-from mer.execution.process import PushesOutput
+from mer.execution.process import CHUNK, PushesOutput
 
-__all__ = ["PipedOutput", "PipedProcess", "end_group"]
+__all__ = ["PipedProcess", "end_group", "start_piped"]
 
 Sink = Callable[[bytes], None]
 
 
-class PipedOutput(asyncio.SubprocessProtocol):
-    """The model's stdout (fd 1) and stderr (fd 2) into two sinks; ``exited`` is done
-    when the process exited, ``ended`` when it did and both pipes closed."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.ended: asyncio.Future[None] = loop.create_future()
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self._sinks: dict[int, Sink] = {}
-        self._early: list[tuple[int, bytes]] = []  # before the sinks came
-        self._open = {1, 2}
-        self._transport: asyncio.SubprocessTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.SubprocessTransport)
-        self._transport = transport
-
-    def attach(self, stdout: Sink, stderr: Sink) -> None:
-        self._sinks = {1: stdout, 2: stderr}
-        early, self._early = self._early, []
-        for fd, data in early:
-            self.pipe_data_received(fd, data)
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        sink = self._sinks.get(fd)
-        if sink is None:
-            self._early.append((fd, data))
-            return
-        try:
-            sink(data)
-        except Exception as err:  # noqa: BLE001 - the run's waiter raises it, as a reader task would
-            if not self.ended.done():
-                self.ended.set_exception(err)
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        self._open.discard(fd)
-        self._close_when_done()
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-        self._close_when_done()
-
-    def _close_when_done(self) -> None:
-        if self._open or not self.exited.done():
-            return
-        if not self.ended.done():
-            self.ended.set_result(None)
-        # As asyncio's own stream protocol does: a transport left open warns when collected.
-        if self._transport is not None:
-            transport, self._transport = self._transport, None
-            transport.close()
-
-
 class PipedProcess(PushesOutput):
-    """A local model started with ``loop.subprocess_exec`` and ``PipedOutput``."""
+    """A local model whose pipes and exit the running loop watches. ``exited`` is done
+    when the process exited; ``stream``'s future when it did and both pipes closed."""
 
-    def __init__(self, transport: asyncio.SubprocessTransport, pipes: PipedOutput) -> None:
-        self._transport = transport
-        self._pipes = pipes
-        self.pid: int | None = transport.get_pid()
+    def __init__(self, proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self._proc = proc
+        self._loop = loop
+        self.pid: int | None = proc.pid
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self._ended: asyncio.Future[None] = loop.create_future()
+        self._ended.add_done_callback(self._release)
+        self._watched: list[tuple[int, IO[bytes]]] = []  # (fd, pipe) the loop watches
+        self._open = 2  # output pipes not at their end yet
+        _watch_exit(proc, loop, self._exit)
 
     def stream(self, data: bytes, stdout: Sink, stderr: Sink) -> asyncio.Future[None]:
-        self._pipes.attach(stdout, stderr)
-        stdin = self._transport.get_pipe_transport(0)
-        if stdin is not None:
-            # NOTE: a model may exit without reading its request; the pipe transport then
-            # drops the rest quietly, which is the model's business.
-            assert isinstance(stdin, asyncio.WriteTransport)
-            stdin.write(data)
-            stdin.write_eof()
-        return self._pipes.ended
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        self._read(self._proc.stdout, stdout)
+        self._read(self._proc.stderr, stderr)
+        self._write(data)
+        return self._ended
+
+    def _read(self, pipe: IO[bytes], sink: Sink) -> None:
+        fd = pipe.fileno()
+        os.set_blocking(fd, False)
+
+        def readable() -> None:
+            try:
+                chunk = os.read(fd, CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""  # as the end of the output: the process's exit says the rest
+            if not chunk:
+                self._unwatch(fd, self._loop.remove_reader)
+                self._open -= 1
+                self._end_when_done()
+                return
+            try:
+                sink(chunk)
+            except Exception as err:  # noqa: BLE001 - the run's waiter raises it, as a reader task would
+                if not self._ended.done():
+                    self._ended.set_exception(err)
+
+        self._loop.add_reader(fd, readable)
+        self._watched.append((fd, pipe))
+
+    def _write(self, data: bytes) -> None:
+        """The request, as the pipe takes it; then stdin closes. A model may exit
+        without reading it, which is the model's business."""
+        stdin = self._proc.stdin
+        assert stdin is not None
+        fd = stdin.fileno()
+        os.set_blocking(fd, False)
+        left = memoryview(data)
+
+        def writable() -> None:
+            nonlocal left
+            try:
+                while left:
+                    left = left[os.write(fd, left):]
+            except BlockingIOError:
+                if (fd, stdin) not in self._watched:
+                    self._loop.add_writer(fd, writable)
+                    self._watched.append((fd, stdin))
+                return
+            except OSError:
+                pass  # a broken pipe: the model did not read it all
+            if (fd, stdin) in self._watched:
+                self._unwatch(fd, self._loop.remove_writer)
+            else:
+                stdin.close()
+
+        writable()
+
+    def _unwatch(self, fd: int, remove: Callable[[int], Any]) -> None:
+        for i, (watched, pipe) in enumerate(self._watched):
+            if watched == fd:
+                remove(fd)
+                pipe.close()
+                del self._watched[i]
+                return
+
+    def _exit(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+        self._end_when_done()
+
+    def _end_when_done(self) -> None:
+        if not self._open and self.exited.done() and not self._ended.done():
+            self._ended.set_result(None)
+
+    def _release(self, _: asyncio.Future[None]) -> None:
+        """The stream ended, failed or was given up (a timeout, a cancel): whatever the
+        loop still watches is closed, even a pipe some escaped child holds open."""
+        watched, self._watched = self._watched, []
+        for fd, pipe in watched:
+            self._loop.remove_reader(fd)
+            self._loop.remove_writer(fd)
+            pipe.close()
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
 
     async def wait(self) -> int | None:
         # Shielded: a timeout that cancels this wait must not cancel the process's own
         # future, which kill() waits on next.
-        await asyncio.shield(self._pipes.exited)
-        return self._transport.get_returncode()
+        await asyncio.shield(self.exited)
+        return self._proc.returncode
 
     def alive(self) -> bool:
-        return not self._pipes.exited.done()
+        return not self.exited.done()
 
     async def group_id(self) -> int | None:
         return self.pid  # its own session and group: start_new_session
 
     async def kill(self, grace: float) -> None:
-        await end_group(self.pid, lambda: asyncio.shield(self._pipes.exited), grace)
+        await end_group(self.pid, lambda: asyncio.shield(self.exited), grace)
 
     # A oneshot run's output is pushed (``stream``); nothing reads or writes it piecemeal.
     async def write(self, data: bytes) -> None:
@@ -125,6 +159,25 @@ class PipedProcess(PushesOutput):
 
     async def read_stderr(self) -> bytes:
         raise NotImplementedError("a piped run's output goes to the sinks of stream()")
+
+
+def _watch_exit(proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop,
+                exited: Callable[[], None]) -> None:
+    """Call ``exited`` once ``proc`` exited and was reaped: when its pidfd turns readable
+    (Linux 5.3+), else when a thread's wait returns."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        loop.run_in_executor(None, proc.wait).add_done_callback(lambda _: exited())
+        return
+
+    def reap() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        proc.wait()  # it exited: this only reaps it
+        exited()
+
+    loop.add_reader(pidfd, reap)
 
 
 async def end_group(pgid: int | None, exited: Callable[[], Awaitable[Any]], grace: float) -> None:
@@ -146,10 +199,8 @@ def _signal_group(pgid: int | None, sig: signal.Signals) -> None:
             os.killpg(pgid, sig)
 
 
-async def start_piped(command: list[str], **popen: Any) -> PipedProcess:
-    """Start ``command`` with its three pipes handed to a ``PipedOutput``."""
-    loop = asyncio.get_running_loop()
-    transport, pipes = await loop.subprocess_exec(
-        lambda: PipedOutput(loop), *command, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **popen)
-    return PipedProcess(transport, pipes)
+def start_piped(command: list[str], **popen: Any) -> PipedProcess:
+    """Start ``command`` with its three pipes, for the running loop to watch."""
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0, **popen)
+    return PipedProcess(proc, asyncio.get_running_loop())
