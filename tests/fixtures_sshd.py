@@ -129,9 +129,10 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def start_sshd(extra_config: str = "") -> SshdFixture:
+def start_sshd(extra_config: str = "", max_sessions: int = 64) -> SshdFixture:
     """Start a throwaway sshd (also used by benchmarks/bench_exec.py); ``cleanup`` it.
-    ``extra_config``: more sshd_config lines (tests/fixtures_slurm.py: a SetEnv)."""
+    ``extra_config``: more sshd_config lines (tests/fixtures_slurm.py: a SetEnv);
+    ``max_sessions``: the session channels one connection may have open at once."""
     # Not under pytest's tmp dir: that is private to us, and sshd reads authorized_keys
     # as the login user.
     root = Path(tempfile.mkdtemp(prefix="mer-sshd-"))
@@ -153,7 +154,7 @@ def start_sshd(extra_config: str = "") -> SshdFixture:
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host_ed25519'}\n"
         f"PidFile {root / 'sshd.pid'}\nAuthorizedKeysFile {auth}\nStrictModes no\n"
         "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nMaxSessions 64\n"
+        f"PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nMaxSessions {max_sessions}\n"
         "MaxStartups 64\nLogLevel ERROR\nSubsystem sftp internal-sftp\n" + extra_config
     )
     fixture = SshdFixture(root=root, port=port, user=user, identity=root / "client",

@@ -52,7 +52,7 @@ class SshHost:
         """Blocking: ``script`` on a new channel of the pooled connection; ``feed``
         writes its stdin, ``read`` takes its stdout (else it is returned as bytes)."""
         # NOTE: the ssh executor's own pool, so one connection serves both.
-        chan = self.ssh._connection_blocking(self.server).open_channel()
+        _, chan = self.ssh._channel(self.server)
         try:
             chan.exec_command(script)
             if feed is not None:

@@ -32,6 +32,7 @@ from mer.execution.ssh_config import SshConfigFile, resolve_identity
 from mer.execution.ssh_connection import (
     Connection,
     Identity,
+    SessionRefused,
     fingerprint,
     presented_key,
     run_blocking,
@@ -103,10 +104,23 @@ class SshExecutor(ProcessExecutor):
             if conn is not None:
                 conn.close()
 
+    def _channel(self, server: Server) -> tuple[Connection, paramiko.Channel]:
+        """Blocking: a session channel to ``server``, on its pooled connection or, when
+        the server refuses that one another session (sshd's MaxSessions, 10 by default:
+        a server's max-runs, or several names of one host, can ask for more), on the
+        next connection to the same identity."""
+        conn = self._connection_blocking(server)
+        depth = 1
+        while True:
+            try:
+                return conn, conn.open_channel()
+            except SessionRefused:
+                conn = conn.overflow(depth)
+                depth += 1
+
     def _start(self, server: Server, remote: str, request: bytes | None = None,
                ) -> tuple[Connection, paramiko.Channel]:
-        conn = self._connection_blocking(server)
-        chan = conn.open_channel()
+        conn, chan = self._channel(server)
         try:
             chan.exec_command(remote)
         except (paramiko.SSHException, OSError, EOFError) as err:
@@ -147,7 +161,7 @@ class SshExecutor(ProcessExecutor):
         script = build_kill_group(pgid, mark, self.grace)
 
         def kill() -> int:
-            chan = self._connection_blocking(server).open_channel()
+            _, chan = self._channel(server)
             try:
                 chan.exec_command(script)
                 return chan.recv_exit_status()
@@ -176,7 +190,7 @@ class SshExecutor(ProcessExecutor):
             return ServerCheck(server=server.name, reachable=False, message=str(err))
 
         def ping() -> None:
-            chan = conn.open_channel()
+            _, chan = self._channel(server)
             chan.exec_command("true")
             chan.recv_exit_status()
             chan.close()

@@ -24,7 +24,9 @@ import base64
 import concurrent.futures
 import contextlib
 import hashlib
+import logging
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +40,30 @@ from mer.execution.process import ConnectionLost
 from mer.execution.ssh_channels import SpareChannels
 from mer.execution.ssh_transport import OrderedTransport
 
-__all__ = ["Connection", "Identity", "fingerprint", "presented_key", "run_blocking",
-           "trust_host_key"]
+__all__ = ["Connection", "Identity", "SessionRefused", "fingerprint", "presented_key",
+           "run_blocking", "trust_host_key"]
 
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE = 10
+MAX_CONNECTIONS = 16  # to one identity, when the server refuses one more sessions
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="mer-ssh")
+
+
+class SessionRefused(ConnectionLost):
+    """A live connection was refused another session channel: sshd's MaxSessions
+    (10 by default) counts the sessions open on one connection."""
+
+
+class _QuietRefusals(logging.Filter):
+    """paramiko logs each refused channel as an error; mer handles a refused session
+    (another connection takes it) and says so itself when it cannot."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Secsh channel")
+                    and "open FAILED" in record.msg)
+
+
+logging.getLogger("paramiko.transport").addFilter(_QuietRefusals())
 
 
 T = TypeVar("T")
@@ -105,6 +125,9 @@ class Connection:
         self.host_key: paramiko.PKey | None = None
         self.jump: Connection | None = None
         self.channels = SpareChannels(self._open_session, self.active, _POOL)
+        # The next connection to this identity, for the sessions this one has no room for.
+        self.more: Connection | None = None
+        self._more_lock = threading.Lock()
         # How messages name this host: the server, or a jump host on the way to it.
         self.what = server.name if target else f"jump host {identity.alias} of {server.name}"
 
@@ -241,9 +264,34 @@ class Connection:
         try:
             return transport.open_session(timeout=CONNECT_TIMEOUT)
         except (paramiko.SSHException, OSError, EOFError) as err:
+            # NOTE: paramiko keeps one refusal per transport, not per channel: of two
+            # threads refused at once, one gets the ChannelException and the other
+            # "Unable to open channel." Either way the connection itself lives on.
+            if (isinstance(err, paramiko.SSHException) and transport.is_active()
+                    and not str(err).startswith("Timeout")):
+                raise SessionRefused(f"{self.what} refused another session: {err}") from err
             raise ConnectionLost(str(err) or "channel refused") from err
 
+    def overflow(self, depth: int = 1) -> Connection:
+        """Blocking: the next connection to this identity, for a session this one was
+        refused; opened on first need (and again once it dropped)."""
+        if depth >= MAX_CONNECTIONS:
+            raise ConnectionLost(
+                f"{self.what} refused a session on each of {MAX_CONNECTIONS} connections (sshd's "
+                f"MaxSessions counts a connection's sessions); lower the server's max-runs")
+        with self._more_lock:
+            more = self.more
+            if more is None or not more.active():
+                if more is not None:
+                    more.close()
+                more = self.more = Connection(self.server, self.identity)
+                more.connect()
+            return more
+
     def close(self) -> None:
+        if self.more is not None:
+            self.more.close()
+            self.more = None
         self.channels.close()
         if self.transport is not None:
             self.transport.close()

@@ -147,3 +147,27 @@ def test_the_model_gets_its_environment_from_one_exec(shell: str, tmp_path: Path
     assert out.stdout.splitlines()[1:] == ["x y; $(id) 7"], out.stderr
     plain = RunRequest("m", "1", show, {}, env={"A": "a", "B": "b"})
     assert " env " not in build_remote_command(plain, show)
+
+
+async def test_runs_beyond_the_servers_session_limit_go_on_another_connection(
+        sshd_server, capfd: pytest.CaptureFixture[str]) -> None:
+    # sshd's MaxSessions (10 by default) counts the sessions of one connection: runs
+    # beyond it were refused ("lost the connection ... Connect failed").
+    from tests.fixtures_sshd import start_sshd
+
+    sshd = start_sshd(max_sessions=3)
+    ex = SshExecutor(grace=0.5)
+    try:
+        request = RunRequest("sleep", "1", ["sleep", "0.5"], {})
+        results = await asyncio.gather(*(ex.run(request, sshd.server) for _ in range(10)))
+        assert [r.status for r in results] == [RunStatus.SUCCEEDED] * 10
+        (head,) = ex._connections.values()
+        chain = 1
+        while head.more is not None:
+            chain, head = chain + 1, head.more
+        assert chain >= 3  # 10 sessions at most 3 at a time: at least 4 connections' worth
+        assert (await ex.check(sshd.server)).reachable
+    finally:
+        await ex.close()
+        sshd.cleanup()
+    assert "open FAILED" not in capfd.readouterr().err  # refusals mer handled are not errors
