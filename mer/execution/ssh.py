@@ -32,7 +32,6 @@ from mer.execution.ssh_config import SshConfigFile, resolve_identity
 from mer.execution.ssh_connection import (
     Connection,
     Identity,
-    SessionRefused,
     fingerprint,
     presented_key,
     run_blocking,
@@ -105,18 +104,9 @@ class SshExecutor(ProcessExecutor):
                 conn.close()
 
     def _channel(self, server: Server) -> tuple[Connection, paramiko.Channel]:
-        """Blocking: a session channel to ``server``, on its pooled connection or, when
-        the server refuses that one another session (sshd's MaxSessions, 10 by default:
-        a server's max-runs, or several names of one host, can ask for more), on the
-        next connection to the same identity."""
-        conn = self._connection_blocking(server)
-        depth = 1
-        while True:
-            try:
-                return conn, conn.open_channel()
-            except SessionRefused:
-                conn = conn.overflow(depth)
-                depth += 1
+        """Blocking: a session channel to ``server`` (on its pooled connection, or on the
+        next one when the server refuses that one another session)."""
+        return self._connection_blocking(server).session()
 
     def _start(self, server: Server, remote: str, request: bytes | None = None,
                ) -> tuple[Connection, paramiko.Channel]:

@@ -257,6 +257,19 @@ class Connection:
         """A session channel (one opened ahead when there is one: ssh_channels.py)."""
         return self.channels.take()
 
+    def session(self) -> tuple[Connection, paramiko.Channel]:
+        """Blocking: a session channel on this connection or, when the server refuses it
+        another session (sshd's MaxSessions, 10 by default: a server's max-runs, or
+        several names of one host, can ask for more), on the next connection to the same
+        identity. Returns the connection it is on, too."""
+        conn, depth = self, 1
+        while True:
+            try:
+                return conn, conn.open_channel()
+            except SessionRefused:
+                conn = conn._overflow(depth)
+                depth += 1
+
     def _open_session(self) -> paramiko.Channel:
         transport = self.transport
         if transport is None:
@@ -272,7 +285,7 @@ class Connection:
                 raise SessionRefused(f"{self.what} refused another session: {err}") from err
             raise ConnectionLost(str(err) or "channel refused") from err
 
-    def overflow(self, depth: int = 1) -> Connection:
+    def _overflow(self, depth: int) -> Connection:
         """Blocking: the next connection to this identity, for a session this one was
         refused; opened on first need (and again once it dropped)."""
         if depth >= MAX_CONNECTIONS:

@@ -253,7 +253,7 @@ class SshProcess(PushesOutput):
     def _kill_group(self, grace: float) -> None:
         def signal(sig: str) -> None:
             with contextlib.suppress(Exception):
-                chan = self._conn.open_channel()
+                _, chan = self._conn.session()
                 # NOTE: no "--": dash, a common /bin/sh, rejects it in `kill`.
                 chan.exec_command(f"kill -{sig} -{self.pid} 2>/dev/null")
                 chan.recv_exit_status()
