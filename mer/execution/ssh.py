@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,24 @@ from mer.execution.ssh_connection import (
     fingerprint,
     presented_key,
     run_blocking,
+    run_blocking_then,
     trust_host_key,
 )
 from mer.execution.ssh_process import SMALL_WRITE, SshProcess
 
 __all__ = ["SshExecutor", "build_kill_group", "build_remote_command", "fingerprint"]
+
+
+def _refill(started: tuple[Connection, paramiko.Channel]) -> None:
+    started[0].channels.refill(here=True)
+
+
+def _nothing(started: tuple[Connection, paramiko.Channel]) -> None:
+    pass
+
+
+def _close(started: tuple[Connection, paramiko.Channel]) -> None:
+    started[1].close()  # a run cancelled while its command started
 
 
 class SshExecutor(ProcessExecutor):
@@ -123,7 +137,6 @@ class SshExecutor(ProcessExecutor):
             with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
                 chan.sendall(request)  # a model that exits unread: its business
                 chan.shutdown_write()
-            conn.channels.refill()  # the request is out: open the next run's channel
         return conn, chan
 
     async def _spawn(self, request: RunRequest, server: Server, command: list[str]) -> SshProcess:
@@ -138,7 +151,11 @@ class SshExecutor(ProcessExecutor):
                     data: bytes | None) -> SshProcess:
         remote = build_remote_command(request, command)
         try:
-            conn, chan = await run_blocking(self._start, server, remote, data)
+            conn, chan = await run_blocking_then(
+                partial(self._start, server, remote, data),
+                # The request is out (else the process's close_stdin refills): this
+                # thread opens the next run's channel.
+                _refill if data is not None else _nothing, _close)
         except ConnectionLost as err:
             raise ConnectError(f"lost the connection to {server.name}: {err}") from err
         # NOTE: the request can go out at once; the group id line is read as it comes

@@ -57,13 +57,20 @@ class SpareChannels:
             chan = None
         return chan if chan is not None else self._open()
 
-    def refill(self) -> None:
-        """Open the next spare in the background, unless there is one. Called once a run's
-        request went out: earlier, its thread would contend with the run's own start."""
+    def refill(self, here: bool = False) -> None:
+        """Open the next spare, unless there is one: on the pool, or ``here`` on this
+        thread (a pool thread whose run just started). Called once a run's request went
+        out: earlier, it would contend with the run's own start."""
+        opening: concurrent.futures.Future[None] = concurrent.futures.Future()
         with self._lock:
             if self._closed or self._spare is not None or self._opening is not None:
                 return
-            self._opening = self._pool.submit(self._open_spare)
+            self._opening = opening if here else self._pool.submit(self._open_spare)
+        if here:
+            try:
+                self._open_spare()
+            finally:
+                opening.set_result(None)
 
     def _open_spare(self) -> None:
         chan: paramiko.Channel | None = None

@@ -41,7 +41,7 @@ from mer.execution.ssh_channels import SpareChannels
 from mer.execution.ssh_transport import OrderedTransport
 
 __all__ = ["Connection", "Identity", "SessionRefused", "fingerprint", "presented_key",
-           "run_blocking", "trust_host_key"]
+           "run_blocking", "run_blocking_then", "trust_host_key"]
 
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE = 10
@@ -92,6 +92,39 @@ def prefer_aead(transport: paramiko.Transport) -> None:
 async def run_blocking(fn: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
     """Run a paramiko call that may wait on the server, off the event loop."""
     return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
+
+
+async def run_blocking_then(fn: Callable[[], T], then: Callable[[T], object],
+                            unused: Callable[[T], object]) -> T:
+    """``run_blocking(fn)``, then ``then(result)`` on the same pool thread once the result
+    is on its way to the loop: follow-up work (the next run's channel) neither delays
+    the caller nor costs another thread's wakeup. A result that comes when the caller
+    was cancelled is handed to ``unused``, on the loop."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.cancelled():
+            if error is None:
+                unused(result)  # type: ignore[arg-type]  # fn returned it
+        elif error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result = fn()
+        except BaseException as err:  # noqa: BLE001 - handed to the caller
+            with contextlib.suppress(RuntimeError):  # the loop may be closed at exit
+                loop.call_soon_threadsafe(settle, None, err)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, None)
+        then(result)
+
+    _POOL.submit(work)
+    return await future
 
 
 @dataclass(frozen=True, slots=True)
