@@ -52,6 +52,7 @@ from mer.db.run_records import (
     row_exists,
     storable_encoder,
 )
+from mer.db.wal_checkpoints import BackgroundCheckpoints
 from mer.domain import RunRecord, RunStatus
 from mer.errors import DatabaseUnreachable, RecordJournaled, StorageError
 
@@ -119,6 +120,7 @@ class SqlRunLog:
         # NOTE: a URL with query options (uri=true, mode=...) is left to aiosqlite alone.
         self._inline_path = url.database if dialect.name == "sqlite" and not url.query else None
         self._inline: sqlite3.Connection | None = None
+        self._checkpoints = BackgroundCheckpoints("")  # made with the inline connection
         self._url = url.render_as_string()  # for messages: rendered once, not per write
         generation = (select(CatalogStateRow.generation)
                       .where(CatalogStateRow.id == literal_column("1")).scalar_subquery())
@@ -195,7 +197,9 @@ class SqlRunLog:
             # Per connection, as the engine's (mer/db/engine.py); the database is in WAL.
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # on a thread instead: wal_checkpoints.py
             self._inline = conn
+            self._checkpoints = BackgroundCheckpoints(path)
         return self._inline
 
     async def _execute(self, stmt: _Statement, values: dict[str, Any], what: str) -> Sequence[Any]:
@@ -219,11 +223,14 @@ class SqlRunLog:
         with map_errors(self._url, what=what):
             if self._inline_path is not None:
                 try:
-                    return self._inline_connection(self._inline_path).execute(stmt.sql, args).fetchall()
+                    done = self._inline_connection(self._inline_path).execute(stmt.sql, args).fetchall()
                 except sqlite3.OperationalError as err:
                     if err.sqlite_errorcode not in _BUSY:
                         raise
                     # Locked by another writer, nothing written: wait on aiosqlite's thread.
+                else:
+                    self._checkpoints.wrote()
+                    return done
             driver = await self._driver_connection()
             rows: Sequence[Any]
             if not self._postgres:
@@ -302,6 +309,7 @@ class SqlRunLog:
     async def close(self) -> None:
         if self._inline is not None:
             inline, self._inline = self._inline, None
+            self._checkpoints.close()
             inline.close()
         if self._conn is not None:
             conn, self._conn, self._driver = self._conn, None, None

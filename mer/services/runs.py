@@ -19,7 +19,7 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from mer.domain import (
     ContainerSpec,
@@ -155,9 +155,8 @@ async def run_model(
     owner = this_owner()
     record = RunRecord(model=plan.target.model.name, version="", server="", os_user=ctx.actor,
                        kind=kind, owner_host=owner.host, owner_pid=owner.pid, owner_start=owner.start,
-                       parent_id=parent_id, alias=_alias(key, plan), batch_id=batch_id)
-    if run_id is not None:
-        record.id = run_id
+                       parent_id=parent_id, alias=_alias(key, plan), batch_id=batch_id,
+                       id=run_id or uuid4())
     _stamp(record, plan)
     snapshot = partial(take_snapshot, kind=kind, params=params or {}, input=input, timeout=timeout,
                        input_files=input_files, note=note)
