@@ -163,12 +163,21 @@ async def test_the_reaper_removes_a_dead_mers_containers_and_scratch(podman_imag
     assert await ex.kill_group(BOX, None, f"MER_OWNER={token}") is False  # nothing left
 
 
+def _holds(path: str, words: str) -> bool:
+    try:
+        return Path(path).read_text(errors="replace").startswith(words)
+    except OSError:  # another test's directory, removed meanwhile
+        return False
+
+
 async def test_a_container_run_over_ssh(ssh_podman_image, sshd_server, tmp_path: Path) -> None:
     s = sshd_server.server
     remote = Server(name="rbox", kind="container", host=s.host, port=s.port, user=s.user,
                     identity_file=s.identity_file, known_hosts=s.known_hosts)
     data = tmp_path / "data.txt"
-    data.write_text("hello\n")
+    # This run's own words: other tests' local container runs make /tmp/mer-run-* too.
+    words = f"hello {uuid.uuid4().hex}"
+    data.write_text(words + "\n")
     store = tmp_path / "store"
     ex = ContainerExecutor(output_cap=64 * 1024, grace=0.5)
     try:
@@ -176,14 +185,15 @@ async def test_a_container_run_over_ssh(ssh_podman_image, sshd_server, tmp_path:
                       input_files={"data.txt": str(data)}, output_dir=str(store))
         result = await ex.run(req, remote)
         assert result.status is RunStatus.SUCCEEDED, result.stderr
-        assert result.result == {"same_request": True, "data": "hello"}
+        assert result.result == {"same_request": True, "data": words}
         assert [(a.name, a.sha256, a.kept) for a in result.artifacts] == [
-            ("a.txt", sha(b"hello\n"), True), ("sub/b.bin", sha(bytes(200)), True)]
+            ("a.txt", sha(f"{words}\n".encode()), True), ("sub/b.bin", sha(bytes(200)), True)]
         assert (store / "sub" / "b.bin").read_bytes() == bytes(200)
         assert "--- /data/log/model.log ---\nloaded\n" in result.stderr
         check = await ex.check(remote)
         assert check.reachable and check.message.startswith("podman ")
     finally:
         await ex.close()
-    assert not glob.glob("/tmp/mer-run-*")  # the remote scratch directory is gone
+    # The remote scratch directory (the one holding this run's words) is gone.
+    assert not [d for d in glob.glob("/tmp/mer-run-*/input/data.txt") if _holds(d, words)]
     assert ssh_podman_image.containers(f"mer-{req.run_id}", user=s.user) == []
