@@ -191,7 +191,9 @@ async def run_model(
         workdir=model.workdir, env={**model.env, "MER_OWNER": owner.token},
         timeout=timeout or model.timeout, run_id=record.id,
         container=_container(model), input_files=dict(input_files or {}),
-        output_dir=str(ctx.artifacts.run_dir(record.id)) if ctx.artifacts else None,
+        # Where a container run's output files go (a path made for every run was
+        # ~10 us of each, for the models without an image too).
+        output_dir=str(ctx.artifacts.run_dir(record.id)) if ctx.artifacts and model.image else None,
         artifact_cap=ctx.artifacts.cap if ctx.artifacts else 0,
     )
     result: RunResult | None = None
