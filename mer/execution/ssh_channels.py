@@ -61,16 +61,18 @@ class SpareChannels:
         """Open the next spare, unless there is one: on the pool, or ``here`` on this
         thread (a pool thread whose run just started). Called once a run's request went
         out: earlier, it would contend with the run's own start."""
-        opening: concurrent.futures.Future[None] = concurrent.futures.Future()
         with self._lock:
             if self._closed or self._spare is not None or self._opening is not None:
                 return
-            self._opening = opening if here else self._pool.submit(self._open_spare)
-        if here:
-            try:
-                self._open_spare()
-            finally:
-                opening.set_result(None)
+            if not here:
+                self._opening = self._pool.submit(self._open_spare)
+                return
+            opening: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._opening = opening
+        try:
+            self._open_spare()
+        finally:
+            opening.set_result(None)  # for a taker that waited for it
 
     def _open_spare(self) -> None:
         chan: paramiko.Channel | None = None

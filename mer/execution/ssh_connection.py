@@ -103,24 +103,25 @@ async def run_blocking_then(fn: Callable[[], T], then: Callable[[T], object],
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
-    def settle(result: T | None, error: BaseException | None) -> None:
+    def give(result: T) -> None:
         if future.cancelled():
-            if error is None:
-                unused(result)  # type: ignore[arg-type]  # fn returned it
-        elif error is not None:
-            future.set_exception(error)
+            unused(result)
         else:
-            future.set_result(result)  # type: ignore[arg-type]
+            future.set_result(result)
+
+    def fail(error: BaseException) -> None:
+        if not future.cancelled():
+            future.set_exception(error)
 
     def work() -> None:
         try:
             result = fn()
         except BaseException as err:  # noqa: BLE001 - handed to the caller
             with contextlib.suppress(RuntimeError):  # the loop may be closed at exit
-                loop.call_soon_threadsafe(settle, None, err)
+                loop.call_soon_threadsafe(fail, err)
             return
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, result, None)
+            loop.call_soon_threadsafe(give, result)
         then(result)
 
     _POOL.submit(work)
