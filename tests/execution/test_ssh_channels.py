@@ -79,3 +79,28 @@ async def test_a_timeout_still_kills_the_remote_process(sshd_server) -> None:
         assert not _alive(pid)
     finally:
         await ex.close()
+
+
+async def test_a_started_run_is_handed_over_before_its_thread_opens_the_next_channel() -> None:
+    """run_blocking_then: the caller has the result while the thread still works on the
+    follow-up; a result that comes after the caller gave up goes to ``unused``."""
+    import threading
+
+    from mer.execution.ssh_connection import run_blocking_then
+
+    follow_up_may_end, unused = threading.Event(), []
+    assert await run_blocking_then(lambda: "started", lambda _: follow_up_may_end.wait(5),
+                                   unused.append) == "started"
+    follow_up_may_end.set()  # the caller got here while the follow-up was still waiting
+
+    release = threading.Event()
+    waiting = asyncio.ensure_future(run_blocking_then(lambda: release.wait(5) and "late",
+                                                      lambda _: None, unused.append))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    release.set()
+    for _ in range(100):
+        if unused:
+            break
+        await asyncio.sleep(0.01)
+    assert unused == ["late"]  # e.g. a channel whose run was cancelled: it is closed
