@@ -16,7 +16,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-__all__ = ["Owner", "owner_alive", "owner_token", "this_owner"]
+__all__ = ["Owner", "owner_alive", "owner_token", "process_start", "this_owner"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,9 @@ def _start_ticks(pid: int) -> str | None:
     return stat.rsplit(b")", 1)[1].split()[19].decode()
 
 
-def _start_of(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
+    """``<boot id>:<start time>`` of a live process: what its pid alone cannot say once
+    pids wrap."""
     boot, ticks = _boot_id(), _start_ticks(pid)
     return f"{boot}:{ticks}" if boot and ticks else None
 
@@ -62,7 +64,7 @@ def _start_of(pid: int) -> str | None:
 @functools.cache
 def this_owner() -> Owner:
     pid = os.getpid()
-    owner = Owner(host=socket.gethostname(), pid=pid, start=_start_of(pid))
+    owner = Owner(host=socket.gethostname(), pid=pid, start=process_start(pid))
     # Every model carries MER_OWNER (runs put it into the request's env). Set in mer's
     # own environment too, a local model inherits it with no environment built per run.
     os.environ["MER_OWNER"] = owner.token
@@ -79,4 +81,4 @@ def owner_alive(host: str | None, pid: int | None, start: str | None) -> bool | 
     boot = start.split(":", 1)[0]
     if boot != _boot_id():
         return False  # rebooted since: every process of then is gone
-    return _start_of(pid) == start
+    return process_start(pid) == start
