@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -195,23 +196,31 @@ async def test_cancel_mid_run_kills_the_model(target: Target) -> None:
 async def test_a_pipe_held_by_an_escaped_child_is_let_go_at_the_timeout(tmp_path: Path) -> None:
     # The model's child leaves its session (so no group kill reaches it) and keeps the
     # model's stdout: the run ends at its timeout, and mer keeps none of its pipes.
-    def open_fds() -> int:
-        return len(list(Path("/proc/self/fd").iterdir()))
+    def pipes() -> set[str]:  # the pipes this process holds
+        found = set()
+        for fd in Path("/proc/self/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue  # closed meanwhile
+            if target.startswith("pipe:"):
+                found.add(target)
+        return found
 
     pid_file = tmp_path / "escaped.pid"
     ex = LocalExecutor(grace=0.2)
-    before = open_fds()
+    before = pipes()
     script = f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 60' & echo started"
     r = await ex.run(RunRequest("m", "1", ["sh", "-c", script], {}, timeout=1), Server(name="local"))
     try:
         assert r.status is RunStatus.TIMEOUT and "started" in r.stdout
-        assert open_fds() == before
+        assert pipes() - before == set()
     finally:
         for _ in range(50):
             if pid_file.exists() and pid_file.read_text().strip():
+                subprocess.run(["kill", "-9", pid_file.read_text().strip()], check=False)
                 break
             await asyncio.sleep(0.05)
-        subprocess.run(["kill", "-9", pid_file.read_text().strip()], check=False)
         await ex.close()
 
 

@@ -165,7 +165,7 @@ async def test_runs_beyond_the_servers_session_limit_go_on_another_connection(
         chain = 1
         while head.more is not None:
             chain, head = chain + 1, head.more
-        assert chain >= 3  # 10 sessions at most 3 at a time: at least 4 connections' worth
+        assert chain >= 3  # 10 runs at once, at most 3 sessions a connection
         assert (await ex.check(sshd.server)).reachable
     finally:
         await ex.close()
