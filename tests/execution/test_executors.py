@@ -247,3 +247,22 @@ async def test_workdir_is_honoured(target: Target, tmp_path: Path) -> None:
                                          "import os; print(os.environ['MER_TEST_VAR'])"],
                          env={"MER_TEST_VAR": "a b; $(id)"})
     assert r.stdout.strip() == "a b; $(id)"
+
+
+async def test_without_pidfds_a_local_run_learns_its_exit_from_a_thread(monkeypatch) -> None:
+    # Kernels before 5.3 (and other systems) have no pidfd: a thread waits for the exit.
+    import mer.execution.local_pipes as pipes
+
+    def no_pidfd(pid: int) -> int:
+        raise OSError("pidfd_open: not supported")
+
+    monkeypatch.setattr(pipes.os, "pidfd_open", no_pidfd)
+    ex = LocalExecutor(grace=0.2)
+    try:
+        ok = await ex.run(RunRequest("m", "1", ["sh", "-c", "cat; echo done"], {"input": 1}),
+                          Server(name="local"))
+        assert ok.status is RunStatus.SUCCEEDED and ok.stdout.endswith("done\n")
+        slow = await ex.run(RunRequest("m", "1", ["sleep", "30"], {}, timeout=0.5), Server(name="local"))
+        assert slow.status is RunStatus.TIMEOUT  # the kill, too, learns the exit that way
+    finally:
+        await ex.close()
