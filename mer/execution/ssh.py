@@ -2,8 +2,9 @@
 per server, a channel per run.
 
 The modules under it: ssh_connection.py opens and authenticates connections and checks
-host keys; ssh_process.py runs one remote process on a channel; remote_sh.py builds the
-remote command lines. This module decides which connection a server's runs share, and
+host keys; ssh_start.py starts a run on an open connection from the event loop;
+ssh_process.py runs one remote process on a channel; remote_sh.py builds the remote
+command lines. This module decides which connection a server's runs share, and
 kills a process group some earlier mer started (``kill_group``).
 
 Pooling: a connection is shared only by servers with the same whole identity (host,
@@ -25,14 +26,17 @@ from typing import Any
 import paramiko
 
 from mer.domain import RunRequest, Server, ServerCheck
-from mer.errors import ConnectError, ExecutionError, HostKeyError
+from mer.errors import ConnectError, ExecutionError, HostKeyError, MerError
+from mer.execution import ssh_start
 from mer.execution.base import ProcessExecutor
 from mer.execution.process import ConnectionLost
 from mer.execution.remote_sh import build_kill_group, build_remote_command
 from mer.execution.ssh_config import SshConfigFile, resolve_identity
 from mer.execution.ssh_connection import (
+    CONNECT_TIMEOUT,
     Connection,
     Identity,
+    SessionRefused,
     fingerprint,
     presented_key,
     run_blocking,
@@ -54,6 +58,22 @@ def _nothing(started: tuple[Connection, paramiko.Channel]) -> None:
 
 def _close(started: tuple[Connection, paramiko.Channel]) -> None:
     started[1].close()  # a run cancelled while its command started
+
+
+def _refill_from_loop(conn: Connection) -> None:
+    """Open the connection's next spare channel from the loop (no thread waits)."""
+    opening = conn.channels.begin()
+    if opening is None or conn.transport is None:
+        if opening is not None:
+            conn.channels.offer(None, opening)
+        return
+    task = asyncio.ensure_future(ssh_start.open_session(conn.transport, CONNECT_TIMEOUT))
+
+    def opened(done: asyncio.Task[paramiko.Channel]) -> None:
+        failed = done.cancelled() or done.exception() is not None
+        conn.channels.offer(None if failed else done.result(), opening)
+
+    task.add_done_callback(opened)
 
 
 class SshExecutor(ProcessExecutor):
@@ -143,9 +163,60 @@ class SshExecutor(ProcessExecutor):
         return await self._open(request, server, command, None)
 
     async def _start_oneshot(self, request: RunRequest, server: Server, data: bytes) -> SshProcess:
-        """A oneshot run; a small request goes out with the command (``_start``)."""
-        return await self._open(request, server, request.command,
-                                data if len(data) <= SMALL_WRITE else None)
+        """A oneshot run; a small request goes out with the command. On a connection
+        that is open, all of it happens on the loop (ssh_start.py); else on a pool
+        thread (``_start``), which also connects and walks to the next connection when
+        the server refuses a session."""
+        small = len(data) <= SMALL_WRITE
+        conn = self._pooled(server) if small else None
+        if conn is not None:
+            proc = await self._start_here(conn, server, request, data)
+            if proc is not None:
+                return proc
+        return await self._open(request, server, request.command, data if small else None)
+
+    def _pooled(self, server: Server) -> Connection | None:
+        """The server's connection when it is open and was opened for the server's
+        fields as they are; None without waiting (another thread may be connecting)."""
+        try:
+            identity = self._identity(server)
+        except MerError:
+            return None  # said by the pool path
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            conn = self._connections.get(identity)
+            if self._opened_for.get(server.name) != identity:
+                return None
+        finally:
+            self._lock.release()
+        return conn if conn is not None and conn.active() else None
+
+    async def _start_here(self, conn: Connection, server: Server, request: RunRequest,
+                          data: bytes) -> SshProcess | None:
+        """Start the run on ``conn`` from the loop; None when the server refused a
+        session on it."""
+        remote = build_remote_command(request, request.command)
+        chan = conn.channels.take_ready()
+        transport = conn.transport
+        try:
+            if chan is None:
+                if transport is None:
+                    return None
+                chan = await ssh_start.open_session(transport, CONNECT_TIMEOUT)
+            await ssh_start.exec_command(chan, remote)
+        except SessionRefused:
+            return None
+        except ConnectionLost as err:
+            raise ConnectError(f"lost the connection to {server.name}: {err}") from err
+        proc = SshProcess(conn, chan, asyncio.get_running_loop(), input_sent=True)
+        try:
+            await ssh_start.send_request(chan, data)
+        except BaseException:
+            chan.close()  # cancelled while the server's window was awaited
+            raise
+        _refill_from_loop(conn)  # the request is out: open the next run's channel
+        return proc
 
     async def _open(self, request: RunRequest, server: Server, command: list[str],
                     data: bytes | None) -> SshProcess:

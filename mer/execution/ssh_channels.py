@@ -4,7 +4,10 @@ Opening a session channel is a round trip to the server (0.45 ms on loopback, a 
 round trip elsewhere) that every run paid before its command could even be sent: about
 a tenth of a pooled run of /bin/true (benchmarks/bench_exec.py). A connection keeps one
 session channel open ahead; the next run (or kill, or ping) takes it, and another is
-opened in the background once the run's request went out. OpenSSH starts nothing on
+opened in the background once the run's request went out: by the event loop
+(``begin``/``offer``, ssh_start.py) or by the pool thread that started the run
+(``refill``). The loop takes a spare only when one is open (``take_ready``); a thread
+may wait for one being opened. OpenSSH starts nothing on
 the server for a session until a command is asked for, so a spare costs a channel
 number and nothing else.
 
@@ -56,6 +59,36 @@ class SpareChannels:
             chan.close()
             chan = None
         return chan if chan is not None else self._open()
+
+    def take_ready(self) -> paramiko.Channel | None:
+        """The spare if one is open now, without waiting (the event loop's taker)."""
+        with self._lock:
+            chan, self._spare = self._spare, None
+        if chan is not None and (chan.closed or not self._alive()):
+            chan.close()
+            return None
+        return chan
+
+    def begin(self) -> concurrent.futures.Future[None] | None:
+        """Claim the opening of the next spare for a caller that opens it itself (the
+        event loop: ssh_start.py) and hands it to ``offer``; None: no spare is wanted."""
+        with self._lock:
+            if self._closed or self._spare is not None or self._opening is not None:
+                return None
+            opening: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._opening = opening
+            return opening
+
+    def offer(self, chan: paramiko.Channel | None, opening: concurrent.futures.Future[None]) -> None:
+        """The spare opened for ``begin`` (None: it could not be)."""
+        with self._lock:
+            self._opening = None
+            keep = chan is not None and not self._closed and self._spare is None
+            if keep:
+                self._spare = chan
+        if chan is not None and not keep:
+            chan.close()
+        opening.set_result(None)  # for a taker that waited for it
 
     def refill(self, here: bool = False) -> None:
         """Open the next spare, unless there is one: on the pool, or ``here`` on this

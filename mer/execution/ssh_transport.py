@@ -55,8 +55,12 @@ class OrderedTransport(paramiko.Transport):
 
     def open_channel(self, *args: Any, **kwargs: Any) -> paramiko.Channel:
         chan = super().open_channel(*args, **kwargs)
-        chan.transport = _ChannelSends(self, chan)  # type: ignore[assignment]
+        self.adopt(chan)
         return chan
+
+    def adopt(self, chan: paramiko.Channel) -> None:
+        """Send ``chan``'s messages in order (ssh_start.py opens channels itself)."""
+        chan.transport = _ChannelSends(self, chan)  # type: ignore[assignment]
 
     def _close_in_order(self, chan: Any, m: paramiko.Message) -> None:
         """The server closed ``chan``: as paramiko's own handler, but under the order

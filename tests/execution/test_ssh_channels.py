@@ -104,3 +104,27 @@ async def test_a_started_run_is_handed_over_before_its_thread_opens_the_next_cha
             break
         await asyncio.sleep(0.01)
     assert unused == ["late"]  # e.g. a channel whose run was cancelled: it is closed
+
+
+async def test_on_an_open_connection_a_run_starts_from_the_loop(sshd_server, monkeypatch) -> None:
+    """Once connected, a oneshot run's channel, command and request go out from the event
+    loop (ssh_start.py): no pool thread waits on the server for it."""
+    import mer.execution.ssh as ssh
+
+    hops = []
+    real = ssh.run_blocking_then
+
+    async def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        hops.append(1)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(ssh, "run_blocking_then", counted)
+    ex = SshExecutor()
+    try:
+        for _ in range(5):
+            result = await ex.run(ECHO, sshd_server.server)
+            assert result.status is RunStatus.SUCCEEDED and result.result["echo"]["input"] == 1
+        assert len(hops) == 1  # the first run's connect
+        await _spare_of(ex, sshd_server.server)  # and the next run's channel is open ahead
+    finally:
+        await ex.close()
