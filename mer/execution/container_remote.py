@@ -19,7 +19,7 @@ from mer.errors import ConnectError, ExecutionError
 from mer.execution import container_files as files
 from mer.execution.process import ConnectionLost, Process
 from mer.execution.ssh import SshExecutor
-from mer.execution.ssh_connection import run_blocking
+from mer.execution.ssh_threads import run_blocking
 
 __all__ = ["SshHost"]
 

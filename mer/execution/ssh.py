@@ -39,11 +39,10 @@ from mer.execution.ssh_connection import (
     SessionRefused,
     fingerprint,
     presented_key,
-    run_blocking,
-    run_blocking_then,
     trust_host_key,
 )
 from mer.execution.ssh_process import SMALL_WRITE, SshProcess
+from mer.execution.ssh_threads import run_blocking, run_blocking_then
 
 __all__ = ["SshExecutor", "build_kill_group", "build_remote_command", "fingerprint"]
 

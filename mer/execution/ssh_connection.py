@@ -1,6 +1,6 @@
-"""SSH connections (paramiko): opening, host-key checking, authentication, and the
-thread pool the blocking paramiko calls run on. The executor (ssh.py) pools them; the
-remote processes (ssh_process.py) run on their channels.
+"""SSH connections (paramiko): opening, host-key checking and authentication. The
+executor (ssh.py) pools them; the remote processes (ssh_process.py) run on their
+channels; the blocking paramiko calls run on ssh_threads.py's pool.
 
 Speed: paramiko's own socket leaves Nagle's algorithm on, which stalls every exchange by
 ~40 ms; we open the TCP socket ourselves with TCP_NODELAY (BASELINES.md: 44 ms -> 2 ms
@@ -19,18 +19,14 @@ connection (its host key checked too), then runs the target's SSH session in a
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import concurrent.futures
 import contextlib
 import hashlib
 import logging
 import socket
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar, TypeVarTuple, Unpack
 
 import paramiko
 
@@ -38,15 +34,15 @@ from mer.domain import Server
 from mer.errors import ConnectError, ExecutionError, HostKeyError
 from mer.execution.process import ConnectionLost
 from mer.execution.ssh_channels import SpareChannels
+from mer.execution.ssh_threads import POOL
 from mer.execution.ssh_transport import OrderedTransport
 
 __all__ = ["Connection", "Identity", "SessionRefused", "fingerprint", "presented_key",
-           "run_blocking", "run_blocking_then", "trust_host_key"]
+           "trust_host_key"]
 
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE = 10
 MAX_CONNECTIONS = 16  # to one identity, when the server refuses one more sessions
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="mer-ssh")
 
 
 class SessionRefused(ConnectionLost):
@@ -66,8 +62,6 @@ class _QuietRefusals(logging.Filter):
 logging.getLogger("paramiko.transport").addFilter(_QuietRefusals())
 
 
-T = TypeVar("T")
-Ts = TypeVarTuple("Ts")
 
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style SHA256 fingerprint of a host key."""
@@ -87,45 +81,6 @@ def prefer_aead(transport: paramiko.Transport) -> None:
     options = transport.get_security_options()
     aead = tuple(c for c in options.ciphers if c.endswith("-gcm@openssh.com"))
     options.ciphers = aead + tuple(c for c in options.ciphers if c not in aead)
-
-
-async def run_blocking(fn: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
-    """Run a paramiko call that may wait on the server, off the event loop."""
-    return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
-
-
-async def run_blocking_then(fn: Callable[[], T], then: Callable[[T], object],
-                            unused: Callable[[T], object]) -> T:
-    """``run_blocking(fn)``, then ``then(result)`` on the same pool thread once the result
-    is on its way to the loop: follow-up work (the next run's channel) neither delays
-    the caller nor costs another thread's wakeup. A result that comes when the caller
-    was cancelled is handed to ``unused``, on the loop."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def give(result: T) -> None:
-        if future.cancelled():
-            unused(result)
-        else:
-            future.set_result(result)
-
-    def fail(error: BaseException) -> None:
-        if not future.cancelled():
-            future.set_exception(error)
-
-    def work() -> None:
-        try:
-            result = fn()
-        except BaseException as err:  # noqa: BLE001 - handed to the caller
-            with contextlib.suppress(RuntimeError):  # the loop may be closed at exit
-                loop.call_soon_threadsafe(fail, err)
-            return
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(give, result)
-        then(result)
-
-    _POOL.submit(work)
-    return await future
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +113,7 @@ class Connection:
         self.transport: paramiko.Transport | None = None
         self.host_key: paramiko.PKey | None = None
         self.jump: Connection | None = None
-        self.channels = SpareChannels(self._open_session, self.active, _POOL)
+        self.channels = SpareChannels(self._open_session, self.active, POOL)
         # The next connection to this identity, for the sessions this one has no room for.
         self.more: Connection | None = None
         self._more_lock = threading.Lock()

@@ -23,7 +23,8 @@ from typing import Any
 import paramiko
 
 from mer.execution.process import CHUNK, ConnectionLost, PushesOutput
-from mer.execution.ssh_connection import Connection, run_blocking
+from mer.execution.ssh_connection import Connection
+from mer.execution.ssh_threads import run_blocking
 
 __all__ = ["SMALL_WRITE", "SshProcess"]
 

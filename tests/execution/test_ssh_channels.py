@@ -86,7 +86,7 @@ async def test_a_started_run_is_handed_over_before_its_thread_opens_the_next_cha
     follow-up; a result that comes after the caller gave up goes to ``unused``."""
     import threading
 
-    from mer.execution.ssh_connection import run_blocking_then
+    from mer.execution.ssh_threads import run_blocking_then
 
     follow_up_may_end, unused = threading.Event(), []
     assert await run_blocking_then(lambda: "started", lambda _: follow_up_may_end.wait(5),
