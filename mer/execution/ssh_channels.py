@@ -94,33 +94,26 @@ class SpareChannels:
         """Open the next spare, unless there is one: on the pool, or ``here`` on this
         thread (a pool thread whose run just started). Called once a run's request went
         out: earlier, it would contend with the run's own start."""
-        with self._lock:
-            if self._closed or self._spare is not None or self._opening is not None:
-                return
-            if not here:
-                self._opening = self._pool.submit(self._open_spare)
-                return
-            opening: concurrent.futures.Future[None] = concurrent.futures.Future()
-            self._opening = opening
+        opening = self.begin()
+        if opening is None:
+            return
+        if here:
+            self._fill(opening)
+            return
         try:
-            self._open_spare()
-        finally:
-            opening.set_result(None)  # for a taker that waited for it
+            self._pool.submit(self._fill, opening)
+        except BaseException:  # no taker may wait for a spare that never comes
+            self.offer(None, opening)
+            raise
 
-    def _open_spare(self) -> None:
+    def _fill(self, opening: concurrent.futures.Future[None]) -> None:
         chan: paramiko.Channel | None = None
         try:
             chan = self._open()
         except ConnectionLost:
             pass  # a connection gone or a session refused: no spare this time
         finally:
-            with self._lock:
-                self._opening = None
-                keep = chan is not None and not self._closed and self._spare is None
-                if keep:
-                    self._spare = chan
-            if chan is not None and not keep:
-                chan.close()
+            self.offer(chan, opening)
 
     def close(self) -> None:
         with self._lock:
