@@ -62,11 +62,13 @@ def _close(started: tuple[Connection, paramiko.Channel]) -> None:
 def _refill_from_loop(conn: Connection) -> None:
     """Open the connection's next spare channel from the loop (no thread waits)."""
     opening = conn.channels.begin()
-    if opening is None or conn.transport is None:
-        if opening is not None:
-            conn.channels.offer(None, opening)
+    if opening is None:
         return
-    task = asyncio.ensure_future(ssh_start.open_session(conn.transport, CONNECT_TIMEOUT))
+    transport = conn.transport
+    if transport is None:  # closed meanwhile
+        conn.channels.offer(None, opening)
+        return
+    task = asyncio.ensure_future(ssh_start.open_session(transport, CONNECT_TIMEOUT))
 
     def opened(done: asyncio.Task[paramiko.Channel]) -> None:
         failed = done.cancelled() or done.exception() is not None
