@@ -230,6 +230,11 @@ class RunLog(Protocol):
         that row is running). Raises RecordJournaled when a final record was kept in
         the local journal because the database is unreachable."""
         ...
+    def update_at_once(self, record: RunRecord) -> bool:
+        """The same write made now, without waiting, when this store can (a run's
+        ending then needs no task of its own): True. False: nothing was written; await
+        ``update``."""
+        ...
     async def replay(self) -> int:
         """Write records kept in the journal; returns how many."""
         ...

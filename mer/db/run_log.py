@@ -269,18 +269,41 @@ class SqlRunLog:
         await self._execute(self._claim, SqlRunRepository.claim_values(record),
                             "recording the model's process group")
 
-    async def update(self, record: RunRecord) -> None:
-        """Write the record over its row. A final record that cannot reach the database
-        is kept in the journal; RecordJournaled says so."""
+    def _write_over(self, record: RunRecord) -> tuple[_Statement, dict[str, Any]]:
+        """The statement and values that write the record over its row: its ending
+        alone while the snapshot this log wrote for it still stands."""
         written = record.snapshot is not None and self._snapshots.get(record.id) is record.snapshot
+        return ((self._end, SqlRunRepository.finish_values(record, False, _unchanged)) if written
+                else (self._update, SqlRunRepository.finish_values(record, True, _unchanged)))
+
+    def _wrote_over(self, record: RunRecord) -> None:
         if record.status is RunStatus.RUNNING:
             self._snapshots[record.id] = record.snapshot
         else:
             self._snapshots.pop(record.id, None)
-        values = SqlRunRepository.finish_values(record, not written, _unchanged)
+
+    def update_at_once(self, record: RunRecord) -> bool:
+        """Write the record over its row now, on the loop's thread, when that needs no
+        waiting (SQLite, no other writer): True. False: nothing was written, and
+        ``update`` makes the write (retried, journaled, reported)."""
+        if self._inline is None:
+            return False
+        stmt, values = self._write_over(record)
         try:
-            await self._execute(self._end if written else self._update, values,
-                                "completing the access log")
+            self._inline.execute(stmt.sql, stmt.args(values)).fetchall()
+        except sqlite3.Error:
+            return False  # locked, or failing: ``update`` decides, as for any write
+        self._checkpoints.wrote()
+        self._wrote_over(record)
+        return True
+
+    async def update(self, record: RunRecord) -> None:
+        """Write the record over its row. A final record that cannot reach the database
+        is kept in the journal; RecordJournaled says so."""
+        stmt, values = self._write_over(record)
+        self._wrote_over(record)
+        try:
+            await self._execute(stmt, values, "completing the access log")
         except DatabaseUnreachable as err:
             if self.journal is None or record.status is RunStatus.RUNNING:
                 raise

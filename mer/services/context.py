@@ -58,6 +58,9 @@ class UowRunLog:
             await uow.runs.finish(record)
             await uow.commit()
 
+    def update_at_once(self, record: RunRecord) -> bool:
+        return False
+
     async def replay(self) -> int:
         return 0
 

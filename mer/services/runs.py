@@ -236,20 +236,35 @@ async def run_model(
         raise
     finally:
         record.finished_at = record.finished_at or utcnow()
-        # NOTE: shielded, so a second Ctrl-C cannot leave the row unfinished.
-        await asyncio.shield(_finish(ctx, record, claims, report=not failed))
+        waiting = _claims_pending(claims)
+        # NOTE: shielded, so a second Ctrl-C cannot leave the row unfinished; a write
+        # made at once (the usual SQLite ending) cannot be interrupted, and saves the
+        # shield's task and three turns of the loop.
+        if waiting or not ctx.run_log.update_at_once(record):
+            await asyncio.shield(_finish(ctx, record, waiting, report=not failed))
     return record, result
 
 
-async def _finish(ctx: ServiceContext, record: RunRecord,
-                  claims: list[asyncio.Future[None] | asyncio.TimerHandle],
+def _claims_pending(claims: list[asyncio.Future[None] | asyncio.TimerHandle],
+                    ) -> list[asyncio.Future[None]]:
+    """The claims still being written; those not yet begun are called off (the run
+    ended first: the final write says it all)."""
+    waiting = []
+    for claim in claims:
+        if isinstance(claim, asyncio.TimerHandle):
+            claim.cancel()
+        elif not claim.done():
+            waiting.append(claim)
+        elif not claim.cancelled():
+            claim.exception()  # taken: a failed claim is what the final write mends
+    return waiting
+
+
+async def _finish(ctx: ServiceContext, record: RunRecord, waiting: list[asyncio.Future[None]],
                   report: bool) -> None:
-    """The final write. A record kept in the journal (the database is away) is reported
-    with RecordJournaled, unless another error already ends the run."""
-    for pending in claims:
-        if isinstance(pending, asyncio.TimerHandle):
-            pending.cancel()  # the run ended first: the final write says it all
-    waiting = [c for c in claims if isinstance(c, asyncio.Future)]
+    """The final write, after the claims under way. A record kept in the journal (the
+    database is away) is reported with RecordJournaled, unless another error already
+    ends the run."""
     if waiting:
         await asyncio.gather(*waiting, return_exceptions=True)
     try:

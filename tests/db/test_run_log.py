@@ -134,6 +134,40 @@ async def test_a_locked_sqlite_database_is_waited_for_off_the_loop(tmp_path) -> 
         await engine.dispose()
 
 
+async def test_an_ending_is_written_at_once_unless_another_writer_holds_sqlite(tmp_path) -> None:
+    """``update_at_once`` writes a run's ending on the loop's thread, without waiting;
+    while another writer holds the database it writes nothing and says so, and
+    ``update`` is then the way."""
+    import sqlite3
+
+    from mer.db.engine import create_engine
+    from mer.db.migrate import upgrade
+
+    path = tmp_path / "mer.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await upgrade(engine)
+    log = SqlRunLog(engine)
+    other = sqlite3.connect(path, isolation_level=None)
+
+    def status() -> tuple[str, int | None]:
+        return other.execute("SELECT status, exit_code FROM access_log").fetchone()
+
+    try:
+        record = RunRecord(model="m", version="1", server="local", os_user="t", kind=RunKind.RUN)
+        await log.start(record)
+        record.status, record.exit_code, record.finished_at = RunStatus.SUCCEEDED, 0, utcnow()
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the database
+        assert log.update_at_once(record) is False
+        assert status() == ("running", None)  # nothing written
+        other.execute("COMMIT")
+        assert log.update_at_once(record) is True
+        assert status() == ("succeeded", 0)
+    finally:
+        other.close()
+        await log.close()
+        await engine.dispose()
+
+
 async def test_the_run_logs_writes_leave_the_checkpoints_to_a_thread(tmp_path, monkeypatch) -> None:
     """A write on the loop's thread never checkpoints the WAL (that cost ~70 us of every
     run); a thread does, every EVERY writes, so the log is still copied back."""
