@@ -32,7 +32,9 @@ def run_script(shell: MerShell, lines: Iterable[Line], stop_on_error: bool) -> N
         before = shell.failed
         shell.failed = False
         shell.where = where
-        stop = shell.onecmd_plus_hooks(line, raise_keyboard_interrupt=True)
+        # NOTE: not kept in the shell's history: a scheduler's script of a million lines
+        # would hold a million statements.
+        stop = shell.onecmd_plus_hooks(line, add_to_history=False, raise_keyboard_interrupt=True)
         # A reader on the other end of a pipe sees each command's output as it ends.
         try:
             shell.stdout.flush()

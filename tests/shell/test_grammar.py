@@ -184,3 +184,12 @@ def test_bad_arguments_are_one_line_naming_the_command(ro: ShellOnFakes, line: s
 def test_builtins_that_run_arbitrary_code_are_gone(sh: ShellOnFakes, line: str) -> None:
     done = sh(line)
     assert done.failed and done.err.startswith(f"error: unknown command '{line.split()[0]}'")
+
+
+def test_a_scripts_commands_are_not_kept_in_the_history(ro: ShellOnFakes) -> None:
+    """A scheduler's script of a million lines would hold a million statements."""
+    from mer.shell.script import numbered, run_script
+
+    run_script(ro.shell, numbered("job.mer", ["models", "servers", "show lin"] * 50), False)
+    assert not ro.shell.failed
+    assert len(ro.shell.history) == 0
