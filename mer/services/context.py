@@ -87,6 +87,8 @@ class RunPlan:
 class CachedPlan:
     generation: int  # the catalog generation read just before the plan
     plan: RunPlan
+    # What each kind of run of the plan runs, once checked (mer/services/runs.py).
+    commands: dict[str, list[str]] = field(default_factory=dict)
 
 
 class RunPlanCache:

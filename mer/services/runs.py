@@ -144,10 +144,12 @@ async def run_model(
     cached = ctx.run_plans.get(_plan_key(key, server)) if plan is None else None
     command: list[str] | None = None
     if cached is not None:
-        try:
-            command = _command(cached.plan, kind)
-        except UsageError:
-            cached = None  # perhaps only stale (enabled since): decide on a fresh read
+        command = cached.commands.get(kind)
+        if command is None:
+            try:  # checked once per plan and kind, not on every run
+                command = cached.commands[kind] = _command(cached.plan, kind)
+            except UsageError:
+                cached = None  # perhaps only stale (enabled since): decide on a fresh read
     if plan is None:
         plan = cached.plan if cached is not None else await _read_plan(ctx, ref, key, server)
     if command is None:  # not the cached plan's, checked above

@@ -66,6 +66,7 @@ class MerShell(cmd2.Cmd):
         self.prompt = "mer> "
         self._start_runtime = start_runtime
         self._runtime_future: concurrent.futures.Future[Runtime] | None = None
+        self._started: ServiceContext | None = None  # the context of the runtime once started
         self.bridge = bridge
         self.json_output = json_output
         self.allow_edit = allow_edit
@@ -97,10 +98,13 @@ class MerShell(cmd2.Cmd):
     def ctx(self) -> ServiceContext:
         # The runtime is built on the loop (in the background when interactive); the first
         # command that needs it waits for it.
-        # NOTE: asked every time: a start that failed on an unreachable database is
-        # started again (mer/cli.py), so the database coming back is noticed.
-        self._runtime_future = self._start_runtime()
-        return self._runtime_future.result().ctx
+        # NOTE: asked until it answers: a start that failed on an unreachable database
+        # is started again (mer/cli.py), so the database coming back is noticed; a
+        # runtime that started stays the shell's.
+        if self._started is None:
+            self._runtime_future = self._start_runtime()
+            self._started = self._runtime_future.result().ctx
+        return self._started
 
     def call(self, coro: Any) -> Any:
         try:
