@@ -31,6 +31,16 @@ class LiteralStatementParser(StatementParser):
     def split_on_punctuation(self, tokens: list[str]) -> list[str]:
         return tokens
 
+    def tokenize(self, line: str) -> list[str]:
+        # NOTE: a line of plain words (no quote, no whitespace but spaces, no comment)
+        # is what shlex splits it into, split by str.split: shlex, in Python, was a
+        # third of parsing a command.
+        expanded = self._expand(line)
+        if (expanded.isprintable() and "'" not in expanded and '"' not in expanded
+                and not expanded.lstrip().startswith("#")):
+            return expanded.split()
+        return super().tokenize(line)
+
     _last: tuple[Statement | None, list[str]] = (None, [])
 
     def parse(self, line: str) -> Statement:

@@ -33,6 +33,23 @@ def test_a_lines_words_are_the_words_cmd2_would_split_again(line: str, preserve_
     assert parser.get_command_arg_list(statement.command, statement, preserve_quotes) == long_way
 
 
+def test_a_plain_lines_tokens_are_the_ones_shlex_gives() -> None:
+    import random
+
+    from cmd2.parsing import shlex_split
+
+    parser = LiteralStatementParser(terminators=[], shortcuts={})
+    alphabet = "ab -_=;|>&*é\u00a0\u2003\t\n#'\"\\"
+    lines = ["run t", "  run   t  ", "", "x é ü", "x a\u00a0b", "x\ta", "# note", "x #1", "x a\\ b"]
+    lines += ["".join(random.Random(seed).choices(alphabet, k=12)) for seed in range(2000)]
+    for line in lines:
+        try:
+            expected = shlex_split(line) if not line.lstrip().startswith("#") else []
+        except ValueError:
+            continue  # an unclosed quote: the long way raises, as before
+        assert parser.tokenize(line) == expected, repr(line)
+
+
 def _parsers(shell: ShellOnFakes) -> Iterator[tuple[str, argparse.ArgumentParser]]:
     """Every command's parser, and every verb's."""
     app = shell.shell
