@@ -42,6 +42,7 @@ class PipedProcess(PushesOutput):
         self._ended.add_done_callback(self._release)
         self._watched: list[tuple[int, IO[bytes]]] = []  # (fd, pipe) the loop watches
         self._open = 2  # output pipes not at their end yet
+        self._left = memoryview(b"")  # of the request, what the pipe has not taken yet
         _watch_exit(proc, loop, self._exit)
 
     def stream(self, data: bytes, stdout: Sink, stderr: Sink) -> asyncio.Future[None]:
@@ -83,26 +84,28 @@ class PipedProcess(PushesOutput):
         assert stdin is not None
         fd = stdin.fileno()
         os.set_blocking(fd, False)
-        left = memoryview(data)
+        self._left = memoryview(data)
+        self._writable(fd, stdin)
 
-        def writable() -> None:
-            nonlocal left
-            try:
-                while left:
-                    left = left[os.write(fd, left):]
-            except BlockingIOError:
-                if (fd, stdin) not in self._watched:
-                    self._loop.add_writer(fd, writable)
-                    self._watched.append((fd, stdin))
-                return
-            except OSError:
-                pass  # a broken pipe: the model did not read it all
-            if (fd, stdin) in self._watched:
-                self._unwatch(fd, self._loop.remove_writer)
-            else:
-                stdin.close()
-
-        writable()
+    def _writable(self, fd: int, stdin: IO[bytes]) -> None:
+        # NOTE: a method, not a closure: a closure that names itself (to be watched
+        # again) is a reference cycle, which kept every run's process, pipes and
+        # futures until the garbage collector came by (~18 objects a run).
+        try:
+            while self._left:
+                self._left = self._left[os.write(fd, self._left):]
+        except BlockingIOError:
+            if (fd, stdin) not in self._watched:
+                self._loop.add_writer(fd, self._writable, fd, stdin)
+                self._watched.append((fd, stdin))
+            return
+        except OSError:
+            pass  # a broken pipe: the model did not read it all
+        self._left = memoryview(b"")
+        if (fd, stdin) in self._watched:
+            self._unwatch(fd, self._loop.remove_writer)
+        else:
+            stdin.close()
 
     def _unwatch(self, fd: int, remove: Callable[[int], Any]) -> None:
         for i, (watched, pipe) in enumerate(self._watched):

@@ -224,6 +224,40 @@ async def test_a_pipe_held_by_an_escaped_child_is_let_go_at_the_timeout(tmp_path
         await ex.close()
 
 
+async def test_a_local_run_leaves_no_reference_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a run made (its process, pipes, futures) is freed as the run ends, not when
+    # the garbage collector comes by: a request the pipe could not take at once (the
+    # model reads it late) is the path that watches the pipe again.
+    import gc
+    import weakref
+
+    import mer.execution.local as local
+    from mer.execution.local_pipes import PipedProcess, start_piped
+
+    made: list[weakref.ref[PipedProcess]] = []
+
+    def watched(command: list[str], **popen: object) -> PipedProcess:
+        process = start_piped(command, **popen)
+        made.append(weakref.ref(process))
+        return process
+
+    monkeypatch.setattr(local, "start_piped", watched)
+    ex = LocalExecutor()
+    gc.collect()
+    gc.disable()
+    try:
+        big = {"input": "x" * 300_000}  # more than a pipe holds
+        for request in (RunRequest("m", "1", ["cat"], {}),
+                        RunRequest("m", "1", ["sh", "-c", "sleep 0.2; cat"], big)):
+            r = await ex.run(request, Server(name="local"))
+            assert r.status is RunStatus.SUCCEEDED, r.error
+        del r
+        assert len(made) == 2 and all(ref() is None for ref in made)
+    finally:
+        gc.enable()
+        await ex.close()
+
+
 async def test_concurrent_runs_share_one_connection(target: Target) -> None:
     results = await asyncio.gather(*(target.run("echo", {"input": i}) for i in range(8)))
     assert [r.result["echo"]["input"] for r in results] == list(range(8))
