@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
@@ -77,52 +78,62 @@ class MerArgumentParser(Cmd2ArgumentParser):
     each such command on a parser of 16 options. The namespace is argparse's own: its
     defaults, each word converted and checked as argparse does."""
 
-    _plain: tuple[int, list[argparse.Action] | None] = (-1, None)
+    _shortcut: tuple[Any, _Shortcut | None] = (None, None)  # (what it was worked out for, it)
 
     def error(self, message: str) -> NoReturn:
         text = " ".join(message.split())
         raise BadArguments(f"{self.prog}: {text} (see `help {self.prog}`)")
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
-        positionals = self._positionals_only()
-        if (positionals is None or args is None or namespace is not None
-                or len(args) != len(positionals)
+        shortcut = self.shortcut()
+        if (shortcut is None or args is None or namespace is not None
+                or len(args) != len(shortcut.positionals)
                 or any(not isinstance(w, str) or w[:1] in self.prefix_chars for w in args)):
             return super().parse_known_args(args, namespace)
-        namespace = argparse.Namespace()
-        for action in self._actions:
-            if action.default is not argparse.SUPPRESS and not hasattr(namespace, action.dest):
-                setattr(namespace, action.dest, action.default)
-        for dest, value in self._defaults.items():
-            if not hasattr(namespace, dest):
-                setattr(namespace, dest, value)
+        namespace = argparse.Namespace(**shortcut.defaults)
         try:
-            for action, word in zip(positionals, args, strict=True):
+            for action, word in zip(shortcut.positionals, args, strict=True):
                 action(self, namespace, self._get_values(action, [word]))
-            for action in self._actions:  # an option's text default, converted as argparse does
-                default = action.default
-                if (action.option_strings and isinstance(default, str)
-                        and getattr(namespace, action.dest, None) is default):
-                    setattr(namespace, action.dest, self._get_value(action, str(default)))
+            for action in shortcut.text_defaults:  # converted as argparse does
+                if getattr(namespace, action.dest, None) is action.default:
+                    setattr(namespace, action.dest, self._get_value(action, str(action.default)))
         except argparse.ArgumentError as err:
             self.error(str(err))
         return namespace, []
 
-    def _positionals_only(self) -> list[argparse.Action] | None:
-        """The positionals, when one word each is all this parser can take without an
-        option: none required, no subcommands, no group rules, no @file words."""
-        count, positionals = self._plain
-        if count == len(self._actions):
-            return positionals
+    def shortcut(self) -> _Shortcut | None:
+        """How words that are only this parser's positionals are parsed, when one word
+        each is all it can take without an option: none required, no subcommands, no
+        group rules, no @file words. Worked out again when the parser changed."""
+        key = (len(self._actions), tuple(self._defaults.items()))
+        if self._shortcut[0] == key:
+            return self._shortcut[1]
         grouped = {a for g in self._mutually_exclusive_groups for a in g._group_actions}
+        options = [a for a in self._actions if a.option_strings]
         plain = [a for a in self._actions if not a.option_strings]
         simple = (self.fromfile_prefix_chars is None
                   and all(a.nargs is None and a not in grouped and a.dest is not argparse.SUPPRESS
                           for a in plain)
-                  and not any(a.required for a in self._actions if a.option_strings)
+                  and not any(a.required for a in options)
                   and not any(g.required for g in self._mutually_exclusive_groups))
-        self._plain = (len(self._actions), plain if simple else None)
-        return self._plain[1]
+        found = None
+        if simple:
+            defaults: dict[str, Any] = {}  # argparse's: an action's, then the parser's
+            for action in self._actions:
+                if action.default is not argparse.SUPPRESS:
+                    defaults.setdefault(action.dest, action.default)
+            for dest, value in self._defaults.items():
+                defaults.setdefault(dest, value)
+            found = _Shortcut(plain, defaults, [a for a in options if isinstance(a.default, str)])
+        self._shortcut = (key, found)
+        return found
+
+
+@dataclass(frozen=True)
+class _Shortcut:
+    positionals: list[argparse.Action]
+    defaults: dict[str, Any]  # the namespace argparse starts from
+    text_defaults: list[argparse.Action]  # options whose default is text to convert
 
 
 class Later:

@@ -70,9 +70,10 @@ def test_every_positional_only_command_parses_as_argparse_would() -> None:
         checked = []
         for where, parser in _parsers(shell):
             assert isinstance(parser, MerArgumentParser), where
-            positionals = parser._positionals_only()
-            if positionals is None:
+            shortcut = parser.shortcut()
+            if shortcut is None:
                 continue
+            positionals = shortcut.positionals
             words = [str(next(iter(a.choices))) if a.choices else "1" for a in positionals]
             fast = parser.parse_args(words)
             slow = Cmd2ArgumentParser.parse_args(parser, words)
@@ -106,7 +107,7 @@ def test_a_bad_word_is_the_same_one_line_error() -> None:
     parser = MerArgumentParser(prog="cmd")
     parser.add_argument("count", type=int)
     parser.add_argument("color", choices=["red", "blue"])
-    assert parser._positionals_only() is not None
+    assert parser.shortcut() is not None
     with pytest.raises(BadArguments) as fast:
         parser.parse_args(["x", "red"])
     with pytest.raises(BadArguments) as slow:
@@ -120,14 +121,16 @@ def test_required_options_and_groups_take_the_long_way() -> None:
     required = MerArgumentParser(prog="cmd")
     required.add_argument("model")
     required.add_argument("--to", required=True)
-    assert required._positionals_only() is None
+    assert required.shortcut() is None
     assert "required: --to" in _error(required, ["m"])
     group = MerArgumentParser(prog="cmd")
     group.add_argument("model")
     group.add_mutually_exclusive_group(required=True).add_argument("--a", action="store_true")
-    assert group._positionals_only() is None
+    assert group.shortcut() is None
     later = MerArgumentParser(prog="cmd")
     later.add_argument("model")
-    assert later._positionals_only() is not None
+    assert later.shortcut() is not None
+    later.set_defaults(handler="h")  # a default set later is seen
+    assert vars(later.parse_args(["m"])) == {"model": "m", "handler": "h"}
     later.add_argument("more", nargs="*")  # an action added later is seen
-    assert later._positionals_only() is None
+    assert later.shortcut() is None
