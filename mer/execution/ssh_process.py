@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +45,10 @@ class _Wakeup(threading.Event):
     def __init__(self, loop: asyncio.AbstractEventLoop, drain: Callable[[], None]) -> None:
         super().__init__()
         self._loop = loop
-        self._drain = drain
+        # NOTE: weak: the process holds its channel, whose buffers hold this event; a
+        # strong drain made each run a reference cycle, freed only by the garbage
+        # collector (with the channel, its buffers and futures: ~57 objects a run).
+        self._drain = weakref.WeakMethod(drain)
         self._pending = False
         self.armed = True
 
@@ -60,8 +64,9 @@ class _Wakeup(threading.Event):
     def _run(self) -> None:
         # Cleared before draining: a feed from now on schedules another drain.
         self._pending = False
-        if self.armed:
-            self._drain()
+        drain = self._drain()
+        if self.armed and drain is not None:
+            drain()
 
 
 Sink = Callable[[bytes], None]

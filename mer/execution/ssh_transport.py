@@ -19,6 +19,7 @@ is freed, and a late message must not land in the channel that got its id.
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 import paramiko
@@ -36,13 +37,15 @@ class _ChannelSends:
 
     def __init__(self, transport: OrderedTransport, chan: paramiko.Channel) -> None:
         self._transport = transport
-        self._chan = chan
+        self._chan = weakref.ref(chan)  # weak: the channel holds this (no reference cycle)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
     def _send_user_message(self, data: Any) -> None:
-        self._transport.send_for(self._chan, data)
+        chan = self._chan()
+        if chan is not None:  # else nothing is left to send it for
+            self._transport.send_for(chan, data)
 
 
 class OrderedTransport(paramiko.Transport):
