@@ -5,6 +5,11 @@ cmd2 treats an unquoted ``;`` as the end of a command and ``|``/``>`` as redirec
 and drops what follows even with redirection off: ``model set m description a;b`` would
 store ``a``. mer has no redirection, so every character after the command word is taken
 literally, as the user typed it.
+
+Every command is parsed, so both take shortcuts where they give what the long way gives
+(tests/shell/test_parsing_shortcuts.py): a line of plain words is split without shlex,
+its words are not split a second time for argparse, and words that are only a command's
+positionals skip argparse's matching of every option.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ class LiteralStatementParser(StatementParser):
     """A line is its command word and its shell-quoted words; no terminators, no
     redirection, no word split at punctuation."""
 
+    _last: tuple[Statement | None, list[str]] = (None, [])  # the statement parsed last, its words
+
     def split_on_punctuation(self, tokens: list[str]) -> list[str]:
         return tokens
 
@@ -41,8 +48,6 @@ class LiteralStatementParser(StatementParser):
                 and not expanded.lstrip().startswith("#")):
             return expanded.split()
         return super().tokenize(line)
-
-    _last: tuple[Statement | None, list[str]] = (None, [])
 
     def parse(self, line: str) -> Statement:
         tokens = self.tokenize(line)
