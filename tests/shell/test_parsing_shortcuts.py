@@ -1,6 +1,7 @@
-"""The two shortcuts of parsing a command line (mer/shell/parsing.py) give exactly what
-cmd2 and argparse give the long way: a line's words taken from the tokens it was parsed
-into, and a positional-only command parsed without argparse's option matching."""
+"""The shortcuts of parsing a command line (mer/shell/parsing.py) give exactly what cmd2,
+shlex and argparse give the long way: a plain line split without shlex, its words taken
+from the tokens it was parsed into, and a positional-only command parsed without
+argparse's option matching."""
 
 from __future__ import annotations
 
